@@ -1,0 +1,146 @@
+"""Latent Lab's command line: ``python -m core {train,evaluate,ship,list} ...``.
+
+A user's mistake (a bad argument, a missing dataset or artifact) prints one plain line on stderr
+and exits with status 2; it never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the whole usage block first
+        self.exit(USER_ERROR, f"error: {message} (see: python -m core {self._sub_name()}--help)\n")
+
+    def _sub_name(self) -> str:
+        parts = self.prog.split()[3:]  # "python -m core train" -> ["train"]
+        return "".join(p + " " for p in parts)
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def make_parser() -> Parser:
+    from core import data, models
+
+    parser = Parser(prog="python -m core", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (resumable; checkpoints every epoch)")
+    p.add_argument("model", choices=list(models.MODELS))
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--epochs", type=positive, default=100, help="total epochs of the run (default 100)")
+    p.add_argument("--resume", action="store_true", help="continue runs/MODEL-DATASET/checkpoint.pt")
+    p.add_argument("--limit", type=positive, help="train on the first N training images only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("evaluate", help="measure a model on the test split")
+    p.add_argument("model", choices=list(models.MODELS))
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--limit", type=positive, help="the first N test images only")
+    p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
+    p.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of the shipped one")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("ship", help="evaluate a finished run and record it in pretrained/")
+    p.add_argument("model", choices=list(models.MODELS))
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
+    p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
+    return parser
+
+
+def cmd_train(args) -> None:
+    from core import train
+
+    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed)
+    command = f"python -m core train {args.model} --dataset {args.dataset} --epochs {args.epochs}"
+    command += f" --limit {args.limit}" * bool(args.limit) + f" --seed {args.seed}" * (args.seed != 0)
+    path = train.train(args.model, args.dataset, config, resume=args.resume, command=command,
+                       progress=not args.quiet)
+    print(f"checkpoint: {path}")
+
+
+def cmd_evaluate(args) -> None:
+    from core import checkpoint, evaluate, pretrained
+
+    if args.checkpoint:
+        model, payload = checkpoint.load(args.checkpoint)
+        if payload["family"] != args.model:
+            raise ValueError(f"{args.checkpoint} holds a {payload['family']}, not a {args.model}")
+    else:
+        model, _ = pretrained.load(args.model, args.dataset)
+    metrics = evaluate.evaluate(model, args.dataset, limit=args.limit, samples=args.samples,
+                                progress=not args.quiet)
+    metrics = {"model": args.model, **metrics}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>20}  {value}")
+
+
+def cmd_ship(args) -> None:
+    from core import checkpoint, evaluate, pretrained, train
+
+    run = train.run_dir(args.model, args.dataset) / "checkpoint.pt"
+    model, payload = checkpoint.load(run)
+    metrics = evaluate.evaluate(model, args.dataset, samples=args.samples, progress=not args.quiet)
+    command = (f"{payload.get('command') or 'python -m core train ' + args.model}"
+               f" && python -m core ship {args.model} --dataset {args.dataset} --samples {args.samples}")
+    entry = pretrained.ship(run, metrics, command)
+    print(f"shipped {entry['path']} ({entry['bytes']} bytes, nll {metrics['nll']:.2f})")
+
+
+def cmd_list(args) -> None:
+    from core import pretrained
+
+    entries = pretrained.read_manifest()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        print("nothing shipped yet: pretrained/manifest.json lists no artifacts")
+        return
+    for e in entries:
+        m = e["metrics"]
+        headline = ", ".join(f"{k} {m[k]:.4g}" for k in ("nll", "elbo", "knn_accuracy") if k in m)
+        print(f"{e['name']:<28} {e['path']:<40} {e['epochs']} epochs  {headline}")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted; a training run continues with --resume", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:  # our errors subclass these and carry a plain message
+        print(f"error: {exc}", file=sys.stderr)
+        return USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

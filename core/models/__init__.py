@@ -1,0 +1,33 @@
+"""Model families by name. Each family lives in its own file with a typed config dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+
+from torch import nn
+
+from core.models.vae import VAE
+
+MODELS: dict[str, type[nn.Module]] = {
+    VAE.family: VAE,
+}
+
+
+def check_name(name: str) -> str:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return name
+
+
+def build(name: str, config: dict | None = None) -> nn.Module:
+    """A fresh model of family ``name``; ``config`` overrides the family's defaults."""
+    cls = MODELS[check_name(name)]
+    known = {f.name for f in fields(cls.Config)}
+    unknown = set(config or {}) - known
+    if unknown:
+        raise ValueError(f"{name} has no config field(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(cls.Config(**(config or {})))
+
+
+def config_dict(model: nn.Module) -> dict:
+    return asdict(model.config)

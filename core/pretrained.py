@@ -1,0 +1,124 @@
+"""Shipped artifacts: ``pretrained/manifest.json`` and the files it lists.
+
+Each entry records the file's sha256 and size, its dataset, the exact command that rebuilds it,
+the git commit it was built from, and its measured metrics. Loading checks the hash first, so a
+missing or corrupt file is named instead of failing somewhere inside torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from core import checkpoint
+from core.paths import PRETRAINED_DIR, ROOT
+
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(ValueError):
+    """A shipped artifact is not listed, missing, or does not match its recorded hash."""
+
+
+def manifest_path() -> Path:
+    return PRETRAINED_DIR / MANIFEST
+
+
+def read_manifest() -> list[dict[str, Any]]:
+    path = manifest_path()
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text())["artifacts"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} is not a valid manifest: {exc}") from exc
+
+
+def write_manifest(entries: list[dict[str, Any]]) -> None:
+    entries = sorted(entries, key=lambda e: (e["model"], e["dataset"]))
+    path = manifest_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"artifacts": entries}, indent=2) + "\n")
+
+
+def artifact_name(model: str, dataset: str) -> str:
+    return f"{model}-{dataset}"
+
+
+def find(model: str, dataset: str) -> dict[str, Any]:
+    for entry in read_manifest():
+        if entry["model"] == model and entry["dataset"] == dataset:
+            return entry
+    shipped = ", ".join(f"{e['model']} on {e['dataset']}" for e in read_manifest()) or "nothing"
+    raise ArtifactError(f"no shipped {model} for {dataset} (shipped: {shipped}); "
+                        f"train one with: python -m core train {model} --dataset {dataset}")
+
+
+def file_of(entry: dict[str, Any]) -> Path:
+    """Entry paths are relative to the repository (``pretrained/...``)."""
+    return PRETRAINED_DIR / Path(entry["path"]).relative_to("pretrained")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(entry: dict[str, Any]) -> Path:
+    path = file_of(entry)
+    if not path.is_file():
+        raise ArtifactError(f"{entry['path']} is missing; rebuild it with: {entry['command']}")
+    if sha256(path) != entry["sha256"]:
+        raise ArtifactError(f"{entry['path']} is corrupt (sha256 differs from the manifest); "
+                            f"restore it with git or rebuild it with: {entry['command']}")
+    return path
+
+
+def load(model: str, dataset: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped model, hash-verified, and its manifest entry."""
+    entry = find(model, dataset)
+    net, _ = checkpoint.load(verify(entry))
+    return net, entry
+
+
+def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[str, Any]:
+    """Copy a finished run into ``pretrained/`` (weights only) and record it in the manifest."""
+    payload = checkpoint.read(run_checkpoint)
+    net = checkpoint.build_model(payload, run_checkpoint)
+    name = artifact_name(payload["family"], payload["dataset"])
+    path = PRETRAINED_DIR / f"{name}.pt"
+    history = payload.get("history", [])
+    checkpoint.save(path, net, dataset=payload["dataset"], step=payload["step"],
+                    epoch=payload["epoch"], metrics=metrics, history=history)
+    entry = {
+        "name": name,
+        "model": payload["family"],
+        "dataset": payload["dataset"],
+        "path": f"pretrained/{path.name}",
+        "sha256": sha256(path),
+        "bytes": path.stat().st_size,
+        "command": command,
+        "commit": payload.get("commit", "unknown"),
+        "epochs": payload["epoch"],
+        "train_seconds": round(float(payload.get("seconds", 0.0)), 1),
+        "config": payload["config"],
+        "metrics": metrics,
+        "curve": [{k: h[k] for k in ("epoch", "train_loss", "test_elbo")} for h in history],
+    }
+    entries = [e for e in read_manifest() if e["name"] != name] + [entry]
+    write_manifest(entries)
+    return entry
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,123 @@
+"""Resumable training. A run lives in ``runs/<model>-<dataset>/checkpoint.pt`` and is saved after
+every epoch, with the optimizer, RNG state and learning curve, so a long training can be done in
+pieces: ``python -m core train vae --dataset fashion-mnist --epochs 50 --resume``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from core import checkpoint, data, models
+from core.paths import ROOT, RUNS_DIR
+
+CURVE_TEST_IMAGES = 1000  # test images scored after each epoch, for the learning curve only
+
+
+class RunExistsError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100  # total epochs of the run; --resume continues up to this many
+    batch_size: int = 100
+    lr: float = 5e-4
+    warmup_epochs: int = 10  # KL weight rises linearly from 0 to 1 (the paper uses 100 of 2000)
+    seed: int = 0
+    limit: int | None = None  # first N training images only (smoke tests)
+
+
+def run_dir(model_name: str, dataset: str) -> Path:
+    return RUNS_DIR / f"{model_name}-{dataset}"
+
+
+def git_commit() -> str:
+    """HEAD of the repository, with ``+dirty`` when the tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = False,
+          command: str = "", out: Path | None = None, progress: bool = True) -> Path:
+    """Train (or continue training) ``model_name`` on ``dataset``; returns the checkpoint path."""
+    models.check_name(model_name)
+    data.check_name(dataset)
+    path = (out or run_dir(model_name, dataset)) / "checkpoint.pt"
+    train_set = data.load(dataset, "train")
+    images = train_set.images[: config.limit] if config.limit else train_set.images
+    curve_images = binarize_fixed(data.load(dataset, "test").images[:CURVE_TEST_IMAGES])
+
+    if path.exists() and not resume:
+        raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
+    if resume and path.exists():
+        model, state = checkpoint.load(path)
+        config = TrainConfig(**{**state["train_config"], "epochs": config.epochs})
+        history, seconds, step = state["history"], state["seconds"], state["step"]
+        start_epoch = state["epoch"]
+        torch.set_rng_state(state["rng"])
+    else:
+        torch.manual_seed(config.seed)
+        model = models.build(model_name)
+        state, history, seconds, step, start_epoch = None, [], 0.0, 0, 0
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if start_epoch >= config.epochs:
+        print(f"{path} already has {start_epoch} epochs; ask for more with --epochs")
+        return path
+
+    commit = state["commit"] if state else git_commit()
+    command = state["command"] if state and state.get("command") else command
+    epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
+                  desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        began = time.perf_counter()
+        model.train()
+        if hasattr(model, "on_epoch_start"):
+            model.on_epoch_start(images)  # e.g. the Exemplar VAE refreshes its cache of means
+        beta = min(1.0, (epoch + 1) / config.warmup_epochs) if config.warmup_epochs else 1.0
+        order = torch.randperm(len(images))
+        total = 0.0
+        batches = tqdm(range(0, len(images), config.batch_size), leave=False, unit="batch",
+                       disable=not progress)
+        for start in batches:
+            index = order[start : start + config.batch_size]
+            x = torch.bernoulli(images[index])  # dynamic binarisation, a fresh draw every epoch
+            out = model(x, beta=beta, index=index) if getattr(model, "needs_index", False) \
+                else model(x, beta=beta)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            step += 1
+            total += out.loss.item() * len(index)
+            batches.set_postfix(loss=f"{out.loss.item():.1f}")
+        seconds += time.perf_counter() - began
+        model.eval()
+        with torch.no_grad():
+            test_elbo = float(model(curve_images).elbo)
+        history.append({"epoch": epoch + 1, "beta": beta, "train_loss": total / len(images),
+                        "test_elbo": test_elbo, "seconds": round(seconds, 1)})
+        epochs.set_postfix(loss=f"{total / len(images):.1f}", test_elbo=f"{test_elbo:.1f}")
+        checkpoint.save(path, model, dataset=dataset, step=step, epoch=epoch + 1,
+                        metrics={"test_elbo_curve_subset": test_elbo},
+                        optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
+                        train_config=asdict(config), history=history, seconds=seconds,
+                        commit=commit, command=command)
+    return path
+
+
+def binarize_fixed(images: torch.Tensor, seed: int = 777) -> torch.Tensor:
+    """One fixed Bernoulli draw of the test images, so every evaluation scores the same bits."""
+    return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
