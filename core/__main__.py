@@ -65,6 +65,7 @@ def make_parser() -> Parser:
 
     p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
     p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the README's table of models")
     return parser
 
 
@@ -72,10 +73,7 @@ def cmd_train(args) -> None:
     from core import train
 
     config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed)
-    command = f"python -m core train {args.model} --dataset {args.dataset} --epochs {args.epochs}"
-    command += f" --limit {args.limit}" * bool(args.limit) + f" --seed {args.seed}" * (args.seed != 0)
-    path = train.train(args.model, args.dataset, config, resume=args.resume, command=command,
-                       progress=not args.quiet)
+    path = train.train(args.model, args.dataset, config, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
 
 
@@ -104,8 +102,9 @@ def cmd_ship(args) -> None:
     run = train.run_dir(args.model, args.dataset) / "checkpoint.pt"
     model, payload = checkpoint.load(run)
     metrics = evaluate.evaluate(model, args.dataset, samples=args.samples, progress=not args.quiet)
-    command = (f"{payload.get('command') or 'python -m core train ' + args.model}"
-               f" && python -m core ship {args.model} --dataset {args.dataset} --samples {args.samples}")
+    train_config = train.TrainConfig(**payload["train_config"])
+    command = (train.rebuild_command(args.model, args.dataset, train_config)
+               + f" && python -m core ship {args.model} --dataset {args.dataset} --samples {args.samples}")
     entry = pretrained.ship(run, metrics, command)
     print(f"shipped {entry['path']} ({entry['bytes']} bytes, nll {metrics['nll']:.2f})")
 
@@ -116,6 +115,9 @@ def cmd_list(args) -> None:
     entries = pretrained.read_manifest()
     if args.json:
         print(json.dumps(entries, indent=2))
+        return
+    if args.markdown:
+        print(pretrained.markdown_table(entries))
         return
     if not entries:
         print("nothing shipped yet: pretrained/manifest.json lists no artifacts")

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from core import checkpoint
-from core.paths import PRETRAINED_DIR, ROOT
+from core.paths import PRETRAINED_DIR
 
 MANIFEST = "manifest.json"
 
@@ -117,8 +117,26 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
     return entry
 
 
-def relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+TABLE_COLUMNS = (  # (header, metric key, format)
+    ("NLL (nats)", "nll", "{:.2f}"),
+    ("ELBO", "elbo", "{:.2f}"),
+    ("KL", "kl", "{:.2f}"),
+    ("active units", "active_units", "{}"),
+    ("5-NN accuracy", "knn_accuracy", "{:.4f}"),
+    ("IS samples", "importance_samples", "{}"),
+    ("test images", "test_images", "{}"),
+)
+
+
+def markdown_table(entries: list[dict[str, Any]]) -> str:
+    """The README's table of shipped models, made from the manifest and nothing else."""
+    if not entries:
+        return "Nothing shipped yet."
+    head = ["model", "dataset", "epochs", "train time"] + [c[0] for c in TABLE_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        m = e["metrics"]
+        cells = [e["model"], e["dataset"], str(e["epochs"]), f"{e['train_seconds'] / 60:.1f} min"]
+        cells += [fmt.format(m[key]) if key in m else "" for _, key, fmt in TABLE_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -49,16 +49,23 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def rebuild_command(model_name: str, dataset: str, config: TrainConfig) -> str:
+    """The one command that trains this run from scratch (a run done in --resume pieces is the
+    same run: the RNG state travels in the checkpoint)."""
+    command = f"python -m core train {model_name} --dataset {dataset} --epochs {config.epochs}"
+    if config.limit:
+        command += f" --limit {config.limit}"
+    if config.seed:
+        command += f" --seed {config.seed}"
+    return command
+
+
 def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = False,
-          command: str = "", out: Path | None = None, progress: bool = True) -> Path:
+          out: Path | None = None, progress: bool = True) -> Path:
     """Train (or continue training) ``model_name`` on ``dataset``; returns the checkpoint path."""
     models.check_name(model_name)
     data.check_name(dataset)
     path = (out or run_dir(model_name, dataset)) / "checkpoint.pt"
-    train_set = data.load(dataset, "train")
-    images = train_set.images[: config.limit] if config.limit else train_set.images
-    curve_images = binarize_fixed(data.load(dataset, "test").images[:CURVE_TEST_IMAGES])
-
     if path.exists() and not resume:
         raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
     if resume and path.exists():
@@ -71,6 +78,10 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
         torch.manual_seed(config.seed)
         model = models.build(model_name)
         state, history, seconds, step, start_epoch = None, [], 0.0, 0, 0
+    # A resumed run keeps its own settings (limit, seed, lr, ...); only --epochs may grow.
+    train_set = data.load(dataset, "train")
+    images = train_set.images[: config.limit] if config.limit else train_set.images
+    curve_images = binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -79,7 +90,6 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
         return path
 
     commit = state["commit"] if state else git_commit()
-    command = state["command"] if state and state.get("command") else command
     epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
                   desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
     for epoch in epochs:
@@ -114,7 +124,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
                         metrics={"test_elbo_curve_subset": test_elbo},
                         optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
                         train_config=asdict(config), history=history, seconds=seconds,
-                        commit=commit, command=command)
+                        commit=commit)
     return path
 
 

@@ -1,0 +1,19 @@
+"""The app's pages, in one place, so the entry script and the Home page's links agree."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str  # relative to app/, as st.Page and st.page_link take it
+    title: str
+    icon: str
+    blurb: str
+
+
+HOME = PageSpec("views/home.py", "Home", ":material/home:", "Datasets, shipped models and their metrics.")
+PAGES = [
+    HOME,
+    PageSpec("views/generate.py", "Generate", ":material/auto_awesome:",
+             "Samples from each VAE's prior, and reconstructions of test images."),
+]

@@ -1,0 +1,55 @@
+"""What pages share: the chosen dataset, and models and data loaded once per process."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core import data, images, pretrained
+
+
+def dataset() -> str:
+    """The dataset picked in the sidebar (kept in the URL, so a link reopens the same view)."""
+    return st.session_state.get("dataset", data.DEFAULT_DATASET)
+
+
+@st.cache_resource(show_spinner="Loading the dataset…")
+def load_dataset(name: str, split: str) -> data.ImageDataset:
+    return data.load(name, split)
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_model(model: str, name: str):
+    """The shipped model (sha256-verified) and its manifest entry, loaded once per process."""
+    return pretrained.load(model, name)
+
+
+@st.cache_data
+def class_grid(name: str, per_class: int = 10) -> np.ndarray:
+    ds = load_dataset(name, "train")
+    return images.grid(images.class_examples(ds, per_class), nrow=per_class)
+
+
+def manifest() -> list[dict]:
+    try:
+        return pretrained.read_manifest()
+    except pretrained.ArtifactError as exc:
+        st.error(str(exc))
+        return []
+
+
+def dataset_or_stop(name: str, split: str = "train") -> data.ImageDataset:
+    """The dataset, or a plain message and the end of this page's run."""
+    try:
+        return load_dataset(name, split)
+    except (data.DatasetNotFoundError, ValueError) as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def model_or_stop(model: str, name: str):
+    try:
+        return load_model(model, name)
+    except (pretrained.ArtifactError, ValueError, OSError) as exc:
+        st.error(str(exc))
+        st.stop()

@@ -1,0 +1,37 @@
+import streamlit as st
+
+from app import state
+from app.navigation import PAGES
+
+name = state.dataset()
+st.title("Latent Lab")
+st.write("Browse the latent spaces of small generative and representation models on 28×28 "
+         "images: Exemplar VAE, Discriminator Rejection Sampling, Gradient Origin Networks and SwAV.")
+
+cols = st.columns(len(PAGES) - 1 or 1)
+for col, spec in zip(cols, PAGES[1:]):
+    with col.container(border=True):
+        st.page_link(spec.path, label=spec.title, icon=spec.icon)
+        st.caption(spec.blurb)
+
+st.header(f"Dataset: {name}")
+train, test = state.dataset_or_stop(name, "train"), state.dataset_or_stop(name, "test")
+left, right = st.columns([1, 2])
+left.metric("Training images", f"{len(train):,}")
+left.metric("Test images", f"{len(test):,}")
+left.write("**Classes:** " + ", ".join(train.classes))
+right.image(state.class_grid(name), caption="Ten training images of each class, one class a row")
+
+st.header("Shipped models")
+entries = [e for e in state.manifest() if e["dataset"] == name]
+if not entries:
+    st.info(f"Nothing is shipped for {name} yet. Train a model with "
+            f"`python -m core train vae --dataset {name}`, then `python -m core ship vae --dataset {name}`.")
+else:
+    rows = [{"model": e["model"], "epochs": e["epochs"],
+             "train time (min)": round(e["train_seconds"] / 60, 1),
+             **{k: v for k, v in e["metrics"].items() if isinstance(v, (int, float)) and k != "seconds"},
+             "file": e["path"]} for e in entries]
+    st.dataframe(rows, hide_index=True)
+    st.caption("Every number comes from `python -m core evaluate` on the shipped checkpoint; "
+               "`pretrained/manifest.json` holds the command that rebuilt each file.")

@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m core ARGS`` from the repository root, as a user would type it."""
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def isolated_dirs(tmp_path, monkeypatch):
+    """Send runs/ and pretrained/ to a temporary folder, for this process and its children."""
+    from core import pretrained, train
+
+    runs, shipped = tmp_path / "runs", tmp_path / "pretrained"
+    monkeypatch.setattr(train, "RUNS_DIR", runs)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", shipped)
+    monkeypatch.setenv("LATENT_LAB_RUNS", str(runs))
+    monkeypatch.setenv("LATENT_LAB_PRETRAINED", str(shipped))
+    return runs, shipped

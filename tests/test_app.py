@@ -1,0 +1,45 @@
+"""Every page runs headless (AppTest) without an exception, on the shipped artifacts."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.navigation import PAGES
+from conftest import ROOT
+
+MAIN = str(ROOT / "app" / "main.py")
+
+
+def run_page(path: str, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if path != PAGES[0].path:
+        at.switch_page(path)
+        at.run()
+    return at
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "mnist"])
+@pytest.mark.parametrize("page", [p.path for p in PAGES])
+def test_page_runs_without_exception(page, dataset):
+    at = run_page(page, {"dataset": dataset})
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state.dataset == dataset
+
+
+def test_home_shows_dataset_and_links_every_page():
+    at = run_page(PAGES[0].path)
+    assert at.title[0].value == "Latent Lab"
+    assert any("Dataset: fashion-mnist" in h.value for h in at.header)
+    assert [m.value for m in at.metric] == ["60,000", "10,000"]
+    # st.page_link has no AppTest element type yet; its proto is kept under "page_link".
+    links = [el.proto.page for el in at.main.get("page_link")]
+    assert len(links) == len(PAGES) - 1 and all(links)
+
+
+def test_a_bad_dataset_in_the_url_falls_back_to_the_default():
+    at = run_page(PAGES[0].path, {"dataset": "../../etc/passwd"})
+    assert not at.exception
+    assert at.session_state.dataset == "fashion-mnist"

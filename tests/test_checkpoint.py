@@ -1,0 +1,83 @@
+"""Checkpoints load weights-only and strictly; shipped files are hash-checked and named when bad."""
+
+import json
+
+import pytest
+import torch
+
+from core import checkpoint, pretrained
+from core.models.vae import VAE, VAEConfig
+
+
+def small() -> VAE:
+    return VAE(VAEConfig(latent_dim=2, hidden_dim=8))
+
+
+class NotAllowed:
+    pass
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"family": "vae", "config": {}, "state_dict": {}, "step": 0, "x": NotAllowed()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="evil.pt"):
+        checkpoint.read(path)
+
+
+def test_missing_and_garbage_files_are_named(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="nothing.pt is missing"):
+        checkpoint.read(tmp_path / "nothing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="junk.pt is corrupt"):
+        checkpoint.read(tmp_path / "junk.pt")
+
+
+def test_keys_must_match_strictly(tmp_path):
+    model = small()
+    checkpoint.save(tmp_path / "m.pt", model, dataset="mnist", step=1, epoch=1)
+    payload = checkpoint.read(tmp_path / "m.pt")
+    payload["state_dict"].pop("to_mu.bias")
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit"):
+        checkpoint.build_model(payload)
+
+
+def ship_tiny(runs, dataset="mnist"):
+    run = runs / "vae-mnist" / "checkpoint.pt"
+    checkpoint.save(run, small(), dataset=dataset, step=3, epoch=1, seconds=1.0, commit="abc",
+                    history=[{"epoch": 1, "train_loss": 500.0, "test_elbo": -480.0}])
+    return pretrained.ship(run, {"nll": 470.0}, command="python -m core train vae --dataset mnist")
+
+
+def test_ship_then_load_verifies_the_hash(isolated_dirs):
+    runs, shipped = isolated_dirs
+    entry = ship_tiny(runs)
+    manifest = json.loads((shipped / "manifest.json").read_text())["artifacts"]
+    assert manifest == [entry]
+    assert entry["path"] == "pretrained/vae-mnist.pt" and entry["commit"] == "abc"
+    assert entry["bytes"] == (shipped / "vae-mnist.pt").stat().st_size
+    assert "optimizer" not in checkpoint.read(shipped / "vae-mnist.pt")
+    model, found = pretrained.load("vae", "mnist")
+    assert found == entry and isinstance(model, VAE)
+
+
+def test_corrupt_and_missing_artifacts_are_named(isolated_dirs):
+    runs, shipped = isolated_dirs
+    ship_tiny(runs)
+    with open(shipped / "vae-mnist.pt", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(pretrained.ArtifactError, match="vae-mnist.pt is corrupt"):
+        pretrained.load("vae", "mnist")
+    (shipped / "vae-mnist.pt").unlink()
+    with pytest.raises(pretrained.ArtifactError, match="vae-mnist.pt is missing.*python -m core train"):
+        pretrained.load("vae", "mnist")
+    with pytest.raises(pretrained.ArtifactError, match="no shipped vae for fashion-mnist"):
+        pretrained.load("vae", "fashion-mnist")
+
+
+def test_every_shipped_artifact_matches_the_manifest():
+    for entry in pretrained.read_manifest():
+        path = pretrained.verify(entry)
+        payload = checkpoint.read(path)
+        assert payload["family"] == entry["model"] and payload["dataset"] == entry["dataset"]
+        assert entry["command"].startswith("python -m core train ")
+        assert payload["metrics"] == entry["metrics"]
