@@ -1,4 +1,4 @@
-"""Latent Lab's command line: ``python -m core {train,evaluate,ship,list} ...``.
+"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,list} ...``.
 
 A user's mistake (a bad argument, a missing dataset or artifact) prints one plain line on stderr
 and exits with status 2; it never prints a traceback.
@@ -63,6 +63,13 @@ def make_parser() -> Parser:
     p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("augment", help="classifier test error with and without exemplar augmentation")
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--epochs", type=positive, default=30, help="classifier epochs (default 30)")
+    p.add_argument("--record", action="store_true", help="store the result in the manifest entry")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
     p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
     p.add_argument("--markdown", action="store_true", help="print the README's table of models")
@@ -103,10 +110,26 @@ def cmd_ship(args) -> None:
     model, payload = checkpoint.load(run)
     metrics = evaluate.evaluate(model, args.dataset, samples=args.samples, progress=not args.quiet)
     train_config = train.TrainConfig(**payload["train_config"])
-    command = (train.rebuild_command(args.model, args.dataset, train_config)
+    command = (train.rebuild_command(args.model, args.dataset, train_config, payload["epoch"])
                + f" && python -m core ship {args.model} --dataset {args.dataset} --samples {args.samples}")
     entry = pretrained.ship(run, metrics, command)
     print(f"shipped {entry['path']} ({entry['bytes']} bytes, nll {metrics['nll']:.2f})")
+
+
+def cmd_augment(args) -> None:
+    from core import augment, pretrained
+
+    model, _ = pretrained.load("exemplar_vae", args.dataset)
+    result = augment.compare(args.dataset, model, augment.AugmentConfig(epochs=args.epochs),
+                             progress=not args.quiet)
+    result["command"] = f"python -m core augment --dataset {args.dataset} --epochs {args.epochs}"
+    if args.record:
+        pretrained.record("exemplar_vae", args.dataset, "augmentation", result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"test error: {result['baseline_test_error']:.2%} without, "
+              f"{result['augmented_test_error']:.2%} with exemplar augmentation")
 
 
 def cmd_list(args) -> None:
@@ -128,7 +151,8 @@ def cmd_list(args) -> None:
         print(f"{e['name']:<28} {e['path']:<40} {e['epochs']} epochs  {headline}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "augment": cmd_augment,
+            "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,9 +82,16 @@ def verify(entry: dict[str, Any]) -> Path:
 
 
 def load(model: str, dataset: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The shipped model, hash-verified, and its manifest entry."""
+    """The shipped model, hash-verified and ready to use, and its manifest entry.
+
+    An exemplar prior is built here from the training images it was trained with.
+    """
     entry = find(model, dataset)
     net, _ = checkpoint.load(verify(entry))
+    if hasattr(net, "prepare_prior"):
+        from core import data
+
+        net.prepare_prior(data.load(dataset, "train").images)
     return net, entry
 
 
@@ -117,6 +124,14 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
     return entry
 
 
+def record(model: str, dataset: str, key: str, result: dict[str, Any]) -> None:
+    """Attach an experiment's result to a shipped model's manifest entry."""
+    entries = read_manifest()
+    entry = find(model, dataset)
+    entry[key] = result
+    write_manifest([entry if e["name"] == entry["name"] else e for e in entries])
+
+
 TABLE_COLUMNS = (  # (header, metric key, format)
     ("NLL (nats)", "nll", "{:.2f}"),
     ("ELBO", "elbo", "{:.2f}"),
@@ -139,4 +154,13 @@ def markdown_table(entries: list[dict[str, Any]]) -> str:
         cells = [e["model"], e["dataset"], str(e["epochs"]), f"{e['train_seconds'] / 60:.1f} min"]
         cells += [fmt.format(m[key]) if key in m else "" for _, key, fmt in TABLE_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
+    augmented = [e for e in entries if "augmentation" in e]
+    if augmented:
+        lines += ["", "Exemplar augmentation (MLP classifier test error, same seed and schedule):", "",
+                  "| dataset | classifier epochs | without | with exemplar augmentation | command |",
+                  "|---|---|---|---|---|"]
+        for e in augmented:
+            a = e["augmentation"]
+            lines.append(f"| {e['dataset']} | {a['config']['epochs']} | {a['baseline_test_error']:.2%} "
+                         f"| {a['augmented_test_error']:.2%} | `{a['command']}` |")
     return "\n".join(lines)

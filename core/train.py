@@ -49,10 +49,14 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def rebuild_command(model_name: str, dataset: str, config: TrainConfig) -> str:
-    """The one command that trains this run from scratch (a run done in --resume pieces is the
-    same run: the RNG state travels in the checkpoint)."""
-    command = f"python -m core train {model_name} --dataset {dataset} --epochs {config.epochs}"
+def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: int) -> str:
+    """The one command that trains this run from scratch to ``epochs``.
+
+    A run done in --resume pieces is the same run (the RNG state travels in the checkpoint), and
+    one stopped early at epoch E is the same as one asked for E epochs (no schedule looks at the
+    total).
+    """
+    command = f"python -m core train {model_name} --dataset {dataset} --epochs {epochs}"
     if config.limit:
         command += f" --limit {config.limit}"
     if config.seed:
@@ -115,6 +119,8 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
             batches.set_postfix(loss=f"{out.loss.item():.1f}")
         seconds += time.perf_counter() - began
         model.eval()
+        if hasattr(model, "prepare_prior"):
+            model.prepare_prior(images)  # the exemplar prior with this epoch's encoder
         with torch.no_grad():
             test_elbo = float(model(curve_images).elbo)
         history.append({"epoch": epoch + 1, "beta": beta, "train_loss": total / len(images),

@@ -2,6 +2,7 @@ import streamlit as st
 
 from app import state
 from app.navigation import PAGES
+from core import figures
 
 name = state.dataset()
 st.title("Latent Lab")
@@ -35,3 +36,7 @@ else:
     st.dataframe(rows, hide_index=True)
     st.caption("Every number comes from `python -m core evaluate` on the shipped checkpoint; "
                "`pretrained/manifest.json` holds the command that rebuilt each file.")
+    curves = [e for e in entries if e.get("curve")]
+    if curves:
+        st.subheader("Learning curves")
+        st.plotly_chart(figures.learning_curves(curves))

@@ -6,10 +6,12 @@ from dataclasses import asdict, fields
 
 from torch import nn
 
+from core.models.exemplar_vae import ExemplarVAE
 from core.models.vae import VAE
 
 MODELS: dict[str, type[nn.Module]] = {
     VAE.family: VAE,
+    ExemplarVAE.family: ExemplarVAE,
 }
 
 
