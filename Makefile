@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-requirements
 
-.PHONY: run test test-slow setup system-packages clean-venv
+.PHONY: run test test-slow setup system-packages readme-table clean-venv
 
 run: setup
 	$(VENV)/bin/streamlit run app/main.py
@@ -33,6 +33,10 @@ $(STAMP): requirements.txt
 	@$(VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.txt || \
 	  { echo "error: pip could not install requirements.txt (its message is above)"; exit 1; }
 	@touch $(STAMP)
+
+# Rewrite the README's table of shipped models from pretrained/manifest.json.
+readme-table: setup
+	@$(VENV)/bin/python scripts/readme_table.py
 
 clean-venv:
 	rm -rf $(VENV)
