@@ -109,8 +109,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
         for start in batches:
             index = order[start : start + config.batch_size]
             x = torch.bernoulli(images[index])  # dynamic binarisation, a fresh draw every epoch
-            out = model(x, beta=beta, index=index) if getattr(model, "needs_index", False) \
-                else model(x, beta=beta)
+            out = model(x, beta=beta, index=index)  # index: for the exemplar prior's leave-one-out
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()

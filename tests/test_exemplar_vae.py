@@ -42,7 +42,7 @@ def test_retrieval_prior_leaves_each_image_out():
     index = torch.tensor([0, 5, 11])
     mu, _ = model.posterior(x[index])
     z = mu + 0.1
-    got = model.retrieval_log_prior(z, mu, index).detach()
+    got = model.training_log_prior(z, mu, index).detach()
     for row, i in enumerate(index.tolist()):
         others = torch.cat([model.exemplar_means[:i], model.exemplar_means[i + 1:]])
         expected = mixture(others, model.kernel_logvar().detach()).log_prob(z[row])
@@ -57,11 +57,11 @@ def test_retrieval_prior_uses_faiss_neighbours_only():
     model.set_exemplars(x)
     index = torch.arange(10)
     mu, _ = model.posterior(x[index])
-    approx = model.retrieval_log_prior(mu, mu, index).detach()
+    approx = model.training_log_prior(mu, mu, index).detach()
     exact = tiny(neighbors=40)
     exact.load_state_dict(model.state_dict())
     exact.set_exemplars(x)
-    full = exact.retrieval_log_prior(mu, mu, index).detach()
+    full = exact.training_log_prior(mu, mu, index).detach()
     assert torch.all(approx <= full + 1e-5)
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from core import neighbors
-from core.models.vae import LOG_2PI, VAE, VAEConfig, VAEOutput, log_normal_diag
+from core.models.vae import LOG_2PI, VAE, VAEConfig, log_normal_diag
 
 
 @dataclass
@@ -35,7 +35,6 @@ class ExemplarVAEConfig(VAEConfig):
 class ExemplarVAE(VAE):
     family = "exemplar_vae"
     Config = ExemplarVAEConfig
-    needs_index = True  # training passes each image's dataset index, for leave-one-out
 
     def __init__(self, config: ExemplarVAEConfig):
         super().__init__(config)
@@ -98,7 +97,7 @@ class ExemplarVAE(VAE):
             out.append(torch.logsumexp(-0.5 * sq * torch.exp(-logvar), dim=1))
         return torch.cat(out) + const
 
-    def retrieval_log_prior(self, z: Tensor, mu: Tensor, index: Tensor) -> Tensor:
+    def training_log_prior(self, z: Tensor, mu: Tensor, index: Tensor) -> Tensor:
         """Training-time log p(z), (B,): leave-one-out, over the batch's retrieved neighbours.
 
         The neighbours are re-encoded with gradients, so the encoder learns from the prior too.
@@ -114,16 +113,6 @@ class ExemplarVAE(VAE):
         log_kernel = log_kernel.masked_fill(own, float("-inf"))
         # The mixture is over all N - 1 other exemplars; the ones not retrieved add ~0 mass.
         return torch.logsumexp(log_kernel, dim=1) - math.log(len(means) - 1)
-
-    def forward(self, x: Tensor, beta: float = 1.0, index: Tensor | None = None) -> VAEOutput:
-        """With ``index`` (training), the retrieval leave-one-out prior; without, the exact one."""
-        mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        recon = -self.log_likelihood(x, z)
-        log_pz = self.log_prior(z) if index is None else self.retrieval_log_prior(z, mu, index)
-        kl = log_normal_diag(z, mu, logvar) - log_pz
-        recon, kl = recon.mean(), kl.mean()
-        return VAEOutput(recon + beta * kl, recon, kl, z, mu, logvar)
 
     # -- generation -----------------------------------------------------------------------------
 

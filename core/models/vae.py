@@ -94,13 +94,21 @@ class VAE(nn.Module):
         logits = self.decode_logits(z)
         return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
 
-    def forward(self, x: Tensor, beta: float = 1.0) -> VAEOutput:
-        """Negative ELBO of binary images x (B, 1, S, S), with the KL term weighted by beta."""
+    def training_log_prior(self, z: Tensor, mu: Tensor, index: Tensor) -> Tensor:
+        """log p(z) as training sees it; families whose prior depends on the data override this."""
+        return self.log_prior(z)
+
+    def forward(self, x: Tensor, beta: float = 1.0, index: Tensor | None = None) -> VAEOutput:
+        """Negative ELBO of binary images x (B, 1, S, S), with the KL term weighted by beta.
+
+        ``index`` holds the images' positions in the training set, given in training only.
+        """
         mu, logvar = self.posterior(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         recon = -self.log_likelihood(x, z)
+        log_pz = self.log_prior(z) if index is None else self.training_log_prior(z, mu, index)
         # Monte-Carlo KL, as the reference code does: it works for any prior, exemplar one included.
-        kl = log_normal_diag(z, mu, logvar) - self.log_prior(z)
+        kl = log_normal_diag(z, mu, logvar) - log_pz
         recon, kl = recon.mean(), kl.mean()
         return VAEOutput(recon + beta * kl, recon, kl, z, mu, logvar)
 
