@@ -54,6 +54,14 @@ class ImageDataset:
         return len(self.labels)
 
 
+def binarize_fixed(images: torch.Tensor, seed: int = 777) -> torch.Tensor:
+    """One fixed Bernoulli draw of test images, so every evaluation scores the same bits.
+
+    Training draws afresh every epoch (dynamic binarisation); evaluation must not.
+    """
+    return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
+
+
 def check_name(name: str) -> str:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")

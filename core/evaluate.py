@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from core import data
 from core.models.vae import VAE, log_normal_diag
 from core.neighbors import knn_accuracy
-from core.train import binarize_fixed
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -57,7 +56,7 @@ def evaluate(model: VAE, dataset: str, *, limit: int | None = None, samples: int
     train, test = data.load(dataset, "train"), data.load(dataset, "test")
     if hasattr(model, "prepare_prior"):
         model.prepare_prior(train.images)  # the exemplar prior over all training exemplars
-    x_all = binarize_fixed(test.images)[:limit]
+    x_all = data.binarize_fixed(test.images)[:limit]
     y_test = test.labels[: len(x_all)]
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the reparameterisation noise of the one-sample ELBO

@@ -85,7 +85,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
     # A resumed run keeps its own settings (limit, seed, lr, ...); only --epochs may grow.
     train_set = data.load(dataset, "train")
     images = train_set.images[: config.limit] if config.limit else train_set.images
-    curve_images = binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES]
+    curve_images = data.binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -131,8 +131,3 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
                         train_config=asdict(config), history=history, seconds=seconds,
                         commit=commit)
     return path
-
-
-def binarize_fixed(images: torch.Tensor, seed: int = 777) -> torch.Tensor:
-    """One fixed Bernoulli draw of the test images, so every evaluation scores the same bits."""
-    return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))

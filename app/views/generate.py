@@ -2,8 +2,7 @@ import streamlit as st
 import torch
 
 from app import state
-from core import images
-from core.train import binarize_fixed
+from core import data, images
 
 name = state.dataset()
 st.title("Generate")
@@ -29,7 +28,7 @@ with right:
     st.subheader("Test images and reconstructions")
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(int(seed)))[:32]
     x = test.images[pick]
-    recon = model.reconstruct(binarize_fixed(x))
+    recon = model.reconstruct(data.binarize_fixed(x))
     pairs = torch.stack([x, recon], dim=1).flatten(0, 1)  # original, reconstruction, ...
     st.image(images.grid(pairs, nrow=8), caption="Each original beside its reconstruction")
 
