@@ -143,17 +143,25 @@ TABLE_COLUMNS = (  # (header, metric key, format)
 )
 
 
+def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per shipped model with its headline metrics, formatted for people."""
+    rows = []
+    for e in entries:
+        m = e["metrics"]
+        row = {"model": e["model"], "dataset": e["dataset"], "epochs": str(e["epochs"]),
+               "train time": f"{e['train_seconds'] / 60:.1f} min"}
+        row.update({head: fmt.format(m[key]) if key in m else "" for head, key, fmt in TABLE_COLUMNS})
+        rows.append(row)
+    return rows
+
+
 def markdown_table(entries: list[dict[str, Any]]) -> str:
     """The README's table of shipped models, made from the manifest and nothing else."""
     if not entries:
         return "Nothing shipped yet."
-    head = ["model", "dataset", "epochs", "train time"] + [c[0] for c in TABLE_COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in entries:
-        m = e["metrics"]
-        cells = [e["model"], e["dataset"], str(e["epochs"]), f"{e['train_seconds'] / 60:.1f} min"]
-        cells += [fmt.format(m[key]) if key in m else "" for _, key, fmt in TABLE_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+    rows = table_rows(entries)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
     augmented = [e for e in entries if "augmentation" in e]
     if augmented:
         lines += ["", "Exemplar augmentation (MLP classifier test error, same seed and schedule):", "",

@@ -11,10 +11,11 @@ if not vaes:
     st.info(f"No VAE is shipped for {name} yet: see the Home page for how to train one.")
     st.stop()
 
-model_name = st.segmented_control("Model", vaes, default=vaes[-1]) or vaes[-1]
+pick_model, pick_seed = st.columns([2, 1])
+model_name = pick_model.segmented_control("Model", vaes, default=vaes[-1]) or vaes[-1]
+seed = pick_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                              help="The same seed gives the same pictures.")
 model, entry = state.model_or_stop(model_name, name)
-seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
-                       help="The same seed gives the same pictures.")
 test = state.dataset_or_stop(name, "test")
 
 left, right = st.columns(2)

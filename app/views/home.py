@@ -2,7 +2,7 @@ import streamlit as st
 
 from app import state
 from app.navigation import PAGES
-from core import figures
+from core import figures, pretrained
 
 name = state.dataset()
 st.title("Latent Lab")
@@ -29,10 +29,7 @@ if not entries:
     st.info(f"Nothing is shipped for {name} yet. Train a model with "
             f"`python -m core train vae --dataset {name}`, then `python -m core ship vae --dataset {name}`.")
 else:
-    rows = [{"model": e["model"], "epochs": e["epochs"],
-             "train time (min)": round(e["train_seconds"] / 60, 1),
-             **{k: v for k, v in e["metrics"].items() if isinstance(v, (int, float)) and k != "seconds"},
-             "file": e["path"]} for e in entries]
+    rows = pretrained.table_rows(entries)
     st.dataframe(rows, hide_index=True)
     st.caption("Every number comes from `python -m core evaluate` on the shipped checkpoint; "
                "`pretrained/manifest.json` holds the command that rebuilt each file.")
