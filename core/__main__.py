@@ -1,4 +1,4 @@
-"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,list} ...``.
+"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,list} ...``.
 
 A user's mistake (a bad argument, a missing dataset or artifact) prints one plain line on stderr
 and exits with status 2; it never prints a traceback.
@@ -70,6 +70,12 @@ def make_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("map", help="fit the 2-D UMAP of every image's latent code and ship it")
+    p.add_argument("model", choices=list(models.MODELS))
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
     p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
     p.add_argument("--markdown", action="store_true", help="print the README's table of models")
@@ -132,6 +138,18 @@ def cmd_augment(args) -> None:
               f"{result['augmented_test_error']:.2%} with exemplar augmentation")
 
 
+def cmd_map(args) -> None:
+    from core import pretrained, projection, train
+
+    model, _ = pretrained.load(args.model, args.dataset)
+    coords, metrics = projection.build_map(model, args.dataset, seed=args.seed, progress=not args.quiet)
+    command = f"python -m core map {args.model} --dataset {args.dataset}"
+    command += f" --seed {args.seed}" * (args.seed != 0)
+    entry = pretrained.ship_map(args.model, args.dataset, coords, metrics, command, train.git_commit())
+    print(f"shipped {entry['path']} ({metrics['points']} points, trustworthiness "
+          f"{metrics['trustworthiness']:.3f}, 2-D 5-NN accuracy {metrics['knn_accuracy_2d']:.3f})")
+
+
 def cmd_list(args) -> None:
     from core import pretrained
 
@@ -145,14 +163,17 @@ def cmd_list(args) -> None:
     if not entries:
         print("nothing shipped yet: pretrained/manifest.json lists no artifacts")
         return
+    headline_metrics = {"checkpoint": ("nll", "elbo", "knn_accuracy"),
+                        "map": ("trustworthiness", "knn_accuracy_2d", "points")}
     for e in entries:
         m = e["metrics"]
-        headline = ", ".join(f"{k} {m[k]:.4g}" for k in ("nll", "elbo", "knn_accuracy") if k in m)
-        print(f"{e['name']:<28} {e['path']:<40} {e['epochs']} epochs  {headline}")
+        headline = ", ".join(f"{k} {m[k]:.4g}" for k in headline_metrics[e["kind"]] if k in m)
+        size = f"{e['epochs']} epochs" if "epochs" in e else e["kind"]
+        print(f"{e['name']:<30} {e['path']:<42} {size:<11} {headline}")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "augment": cmd_augment,
-            "list": cmd_list}
+            "map": cmd_map, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

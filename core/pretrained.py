@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from core import checkpoint
@@ -39,7 +41,7 @@ def read_manifest() -> list[dict[str, Any]]:
 
 
 def write_manifest(entries: list[dict[str, Any]]) -> None:
-    entries = sorted(entries, key=lambda e: (e["model"], e["dataset"]))
+    entries = sorted(entries, key=lambda e: (e["kind"], e["model"], e["dataset"]))
     path = manifest_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"artifacts": entries}, indent=2) + "\n")
@@ -49,13 +51,17 @@ def artifact_name(model: str, dataset: str) -> str:
     return f"{model}-{dataset}"
 
 
-def find(model: str, dataset: str) -> dict[str, Any]:
-    for entry in read_manifest():
+def find(model: str, dataset: str, kind: str = "checkpoint") -> dict[str, Any]:
+    """The manifest entry of ``model`` on ``dataset``: its checkpoint, or its ``map``."""
+    entries = [e for e in read_manifest() if e["kind"] == kind]
+    for entry in entries:
         if entry["model"] == model and entry["dataset"] == dataset:
             return entry
-    shipped = ", ".join(f"{e['model']} on {e['dataset']}" for e in read_manifest()) or "nothing"
-    raise ArtifactError(f"no shipped {model} for {dataset} (shipped: {shipped}); "
-                        f"train one with: python -m core train {model} --dataset {dataset}")
+    shipped = ", ".join(f"{e['model']} on {e['dataset']}" for e in entries) or "nothing"
+    how = {"checkpoint": f"python -m core train {model} --dataset {dataset}",
+           "map": f"python -m core map {model} --dataset {dataset}"}[kind]
+    noun = {"checkpoint": model, "map": f"map of {model}"}[kind]
+    raise ArtifactError(f"no shipped {noun} for {dataset} (shipped: {shipped}); make one with: {how}")
 
 
 def file_of(entry: dict[str, Any]) -> Path:
@@ -106,6 +112,7 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
                     epoch=payload["epoch"], metrics=metrics, history=history)
     entry = {
         "name": name,
+        "kind": "checkpoint",
         "model": payload["family"],
         "dataset": payload["dataset"],
         "path": f"pretrained/{path.name}",
@@ -122,6 +129,38 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
     entries = [e for e in read_manifest() if e["name"] != name] + [entry]
     write_manifest(entries)
     return entry
+
+
+def ship_map(model: str, dataset: str, coords: np.ndarray, metrics: dict[str, Any],
+             command: str, commit: str) -> dict[str, Any]:
+    """Store a map's coordinates (plain arrays, no pickle) and record them in the manifest."""
+    name = f"map-{artifact_name(model, dataset)}"
+    path = PRETRAINED_DIR / f"{name}.npz"
+    tmp = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(tmp, coords=coords.astype(np.float32))
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    entry = {
+        "name": name,
+        "kind": "map",
+        "model": model,
+        "dataset": dataset,
+        "path": f"pretrained/{path.name}",
+        "sha256": sha256(path),
+        "bytes": path.stat().st_size,
+        "command": command,
+        "commit": commit,
+        "checkpoint_sha256": find(model, dataset)["sha256"],  # the map belongs to these weights
+        "metrics": metrics,
+    }
+    write_manifest([e for e in read_manifest() if e["name"] != name] + [entry])
+    return entry
+
+
+def load_map(model: str, dataset: str) -> np.ndarray:
+    """(N, 2) float32 coordinates of every train then test image, hash-verified."""
+    entry = find(model, dataset, kind="map")
+    with np.load(verify(entry), allow_pickle=False) as f:
+        return f["coords"]
 
 
 def record(model: str, dataset: str, key: str, result: dict[str, Any]) -> None:
@@ -146,7 +185,7 @@ TABLE_COLUMNS = (  # (header, metric key, format)
 def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
     """One row per shipped model with its headline metrics, formatted for people."""
     rows = []
-    for e in entries:
+    for e in (e for e in entries if e["kind"] == "checkpoint"):
         m = e["metrics"]
         row = {"model": e["model"], "dataset": e["dataset"], "epochs": str(e["epochs"]),
                "train time": f"{e['train_seconds'] / 60:.1f} min"}

@@ -1,0 +1,83 @@
+"""2-D maps of latent spaces: UMAP of every image's latent code, fitted offline, shipped as
+coordinates only (no pickled UMAP object), and extended to new points without refitting.
+
+A map holds the training images first, then the test images, in dataset order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from sklearn.manifold import trustworthiness
+from tqdm.auto import tqdm
+
+from core import data, neighbors
+
+QUALITY_SAMPLE = 5000  # points for trustworthiness: its cost grows with the square of this
+QUALITY_NEIGHBORS = 10
+
+
+@torch.no_grad()
+def latent_codes(model, dataset: str, batch_size: int = 2000, progress: bool = True) -> dict:
+    """Latent codes (posterior means) of all train then test images, with labels and splits."""
+    parts = [data.load(dataset, "train"), data.load(dataset, "test")]
+    images = torch.cat([p.images for p in parts])
+    codes = torch.cat([model.encode(images[i : i + batch_size])
+                       for i in tqdm(range(0, len(images), batch_size), desc="encode",
+                                     unit="batch", disable=not progress)])
+    return {
+        "codes": codes,
+        "labels": torch.cat([p.labels for p in parts]),
+        "is_test": torch.cat([torch.zeros(len(parts[0]), dtype=torch.bool),
+                              torch.ones(len(parts[1]), dtype=torch.bool)]),
+    }
+
+
+def fit_umap(codes: torch.Tensor, seed: int = 0, n_neighbors: int = 15,
+             min_dist: float = 0.1) -> np.ndarray:
+    """(N, D) codes -> (N, 2) float32 coordinates. A fixed seed makes the map reproducible."""
+    import umap  # slow to import (numba); only the offline command needs it
+
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist,
+                        random_state=seed, n_jobs=1, verbose=False)  # seeded UMAP runs on one thread
+    return reducer.fit_transform(codes.numpy()).astype(np.float32)
+
+
+def quality(codes: torch.Tensor, coords: np.ndarray, labels: torch.Tensor, is_test: torch.Tensor,
+            seed: int = 0) -> dict:
+    """How faithful the map is: trustworthiness on a fixed sample, and 5-NN accuracy of the 2-D
+    coordinates (train -> test), to set beside the same accuracy in the latent space."""
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randperm(len(codes), generator=g)[:QUALITY_SAMPLE]
+    trust = trustworthiness(codes[sample].numpy(), coords[sample.numpy()], n_neighbors=QUALITY_NEIGHBORS)
+    xy = torch.from_numpy(coords)
+    train, test = ~is_test, is_test
+    return {
+        "trustworthiness": float(trust),
+        "trustworthiness_sample": len(sample),
+        "knn_accuracy_2d": neighbors.knn_accuracy(xy[train], labels[train], xy[test], labels[test]),
+        "knn_accuracy_latent": neighbors.knn_accuracy(codes[train], labels[train], codes[test], labels[test]),
+    }
+
+
+def place(new_codes: torch.Tensor, codes: torch.Tensor, coords: np.ndarray, k: int = 10,
+          index=None) -> np.ndarray:
+    """Map coordinates for new codes, from the coordinates of their k nearest exemplars
+    (weights 1/distance), so the map never moves when points are added."""
+    dist, idx = neighbors.search(codes, new_codes, k, index=index)
+    weights = 1.0 / (dist.sqrt() + 1e-6)  # (Q, k)
+    weights = weights / weights.sum(1, keepdim=True)
+    xy = torch.from_numpy(coords)[idx]  # (Q, k, 2)
+    return (weights.unsqueeze(-1) * xy).sum(1).numpy().astype(np.float32)
+
+
+def build_map(model, dataset: str, seed: int = 0, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Coordinates for every image of ``dataset`` under ``model``, and the map's quality figures."""
+    began = time.perf_counter()
+    latents = latent_codes(model, dataset, progress=progress)
+    coords = fit_umap(latents["codes"], seed=seed)
+    metrics = quality(latents["codes"], coords, latents["labels"], latents["is_test"], seed=seed)
+    metrics.update(points=len(coords), seconds=round(time.perf_counter() - began, 1))
+    return coords, metrics

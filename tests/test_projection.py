@@ -1,0 +1,65 @@
+"""Maps: UMAP coordinates, their quality figures, and placing new points without refitting."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from core import checkpoint, pretrained, projection
+from core.models.vae import VAE, VAEConfig
+
+
+def two_clusters(n: int = 150, dim: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.cat([torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g) + 6])
+    labels = torch.arange(2).repeat_interleave(n)
+    is_test = (torch.arange(2 * n) % 5) == 0
+    return codes, labels, is_test
+
+
+def test_umap_keeps_clusters_apart_and_is_reproducible():
+    codes, labels, is_test = two_clusters()
+    xy = projection.fit_umap(codes, seed=0)
+    assert xy.shape == (300, 2) and xy.dtype == np.float32
+    np.testing.assert_array_equal(xy, projection.fit_umap(codes, seed=0))
+    figures = projection.quality(codes, xy, labels, is_test)
+    assert figures["knn_accuracy_2d"] == 1.0 and figures["trustworthiness"] > 0.8
+
+
+def test_quality_of_a_perfect_map():
+    codes, labels, is_test = two_clusters(dim=2)
+    figures = projection.quality(codes, codes.numpy(), labels, is_test)
+    assert figures["trustworthiness"] == pytest.approx(1.0)
+    assert figures["knn_accuracy_2d"] == figures["knn_accuracy_latent"]
+
+
+def test_new_points_land_by_their_neighbours_and_the_map_stays():
+    codes, _, _ = two_clusters()
+    coords = np.stack([np.arange(300), np.zeros(300)], axis=1).astype(np.float32)
+    before = coords.copy()
+    at_exemplar = projection.place(codes[[7]], codes, coords, k=5)
+    np.testing.assert_allclose(at_exemplar[0], coords[7], atol=1e-3)  # distance 0 dominates
+    far_cluster = projection.place(codes[150:160].mean(0, keepdim=True), codes, coords, k=5)
+    assert 150 <= far_cluster[0, 0] <= 299
+    np.testing.assert_array_equal(coords, before)
+
+
+@pytest.mark.slow
+def test_map_command_ships_coordinates_for_every_image(isolated_dirs):
+    runs, shipped = isolated_dirs
+    torch.manual_seed(0)
+    run = runs / "vae-mnist" / "checkpoint.pt"
+    checkpoint.save(run, VAE(VAEConfig(latent_dim=4, hidden_dim=16)), dataset="mnist", step=1,
+                    epoch=1, seconds=1.0, commit="abc", history=[])
+    pretrained.ship(run, {"nll": 1.0}, command="python -m core train vae --dataset mnist --epochs 1")
+    result = run_cli("map", "vae", "--dataset", "mnist", "--quiet", timeout=900)
+    assert result.returncode == 0, result.stderr
+    coords = pretrained.load_map("vae", "mnist")
+    assert coords.shape == (5000, 2)
+    entry = pretrained.find("vae", "mnist", kind="map")
+    assert entry["command"] == "python -m core map vae --dataset mnist"
+    assert entry["metrics"]["points"] == 5000 and 0 < entry["metrics"]["trustworthiness"] <= 1
+    listed = json.loads(run_cli("list", "--json").stdout)
+    assert {e["kind"] for e in listed} == {"checkpoint", "map"}
