@@ -14,6 +14,8 @@ class PageSpec:
 HOME = PageSpec("views/home.py", "Home", ":material/home:", "Datasets, shipped models and their metrics.")
 PAGES = [
     HOME,
+    PageSpec("views/latent_map.py", "Latent map", ":material/scatter_plot:",
+             "Every image on one UMAP per model: click for neighbours, select for galleries."),
     PageSpec("views/generate.py", "Generate", ":material/auto_awesome:",
              "Samples from each VAE's prior, and reconstructions of test images."),
 ]

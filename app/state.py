@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core import data, images, pretrained
+from core import data, figures, images, neighbors, pretrained, projection
 
 
 def dataset() -> str:
@@ -53,3 +53,35 @@ def model_or_stop(model: str, name: str):
     except (pretrained.ArtifactError, ValueError, OSError) as exc:
         st.error(str(exc))
         st.stop()
+
+
+@st.cache_resource(show_spinner="Loading the map…")
+def load_map(model: str, name: str) -> dict:
+    return pretrained.load_map(model, name)
+
+
+@st.cache_resource(show_spinner="Encoding every image once, for neighbours…")
+def latents(model: str, name: str) -> dict:
+    """Latent codes of every image (the map's order) and a faiss index over them."""
+    net, _ = load_model(model, name)
+    codes = projection.latent_codes(net, name, progress=False)
+    return {**codes, "index": neighbors.flat_index(codes["codes"])}
+
+
+@st.cache_resource(show_spinner="Drawing the map…")
+def map_figure(model: str, name: str, colour: str, highlight: tuple[int, ...] = ()):
+    arrays, ds = load_map(model, name), load_dataset(name, "train")
+    labels = projection.all_labels(name).numpy()
+    values = {"recon_error": arrays["recon_error"],
+              "split": np.arange(len(labels)) >= len(ds)}.get(colour)
+    return figures.latent_map(arrays["coords"], labels, ds.classes, colour, values, list(highlight))
+
+
+def maps_or_stop(name: str) -> list[str]:
+    """Models with a shipped map for this dataset, or a plain message and the end of the run."""
+    shipped = [e["model"] for e in manifest() if e["kind"] == "map" and e["dataset"] == name]
+    if not shipped:
+        st.info(f"No map is shipped for {name} yet. Make one with "
+                f"`python -m core map vae --dataset {name}`.")
+        st.stop()
+    return shipped

@@ -142,10 +142,10 @@ def cmd_map(args) -> None:
     from core import pretrained, projection, train
 
     model, _ = pretrained.load(args.model, args.dataset)
-    coords, metrics = projection.build_map(model, args.dataset, seed=args.seed, progress=not args.quiet)
+    arrays, metrics = projection.build_map(model, args.dataset, seed=args.seed, progress=not args.quiet)
     command = f"python -m core map {args.model} --dataset {args.dataset}"
     command += f" --seed {args.seed}" * (args.seed != 0)
-    entry = pretrained.ship_map(args.model, args.dataset, coords, metrics, command, train.git_commit())
+    entry = pretrained.ship_map(args.model, args.dataset, arrays, metrics, command, train.git_commit())
     print(f"shipped {entry['path']} ({metrics['points']} points, trustworthiness "
           f"{metrics['trustworthiness']:.3f}, 2-D 5-NN accuracy {metrics['knn_accuracy_2d']:.3f})")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 
 
@@ -19,4 +20,66 @@ def learning_curves(entries: list[dict]) -> go.Figure:
         fig.update_yaxes(range=[min(settled) - 1.0, max(settled) + 1.0])
     fig.update_layout(xaxis_title="epoch", yaxis_title="test ELBO (nats, higher is better)",
                       height=320, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig
+
+
+COLOURINGS = {"label": "class", "recon_error": "reconstruction error (nats)", "split": "train / test"}
+
+
+def latent_map(coords: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+               colour: str = "label", values: np.ndarray | None = None,
+               highlight: list[int] | None = None, height: int = 640) -> go.Figure:
+    """Every image as one WebGL point at its map coordinates; ``customdata`` is its index.
+
+    ``colour``: "label" (one trace per class, so the legend names the classes), "split", or
+    "recon_error" (a colour scale over ``values``).
+    """
+    if colour not in COLOURINGS:
+        raise ValueError(f"unknown colouring {colour!r}; choose one of: {', '.join(COLOURINGS)}")
+    index = np.arange(len(coords))
+    fig = go.Figure()
+    marker = dict(size=3, opacity=0.7)
+    if colour == "recon_error":
+        if values is None:
+            raise ValueError("colouring by recon_error needs the per-image values")
+        fig.add_trace(go.Scattergl(
+            x=coords[:, 0], y=coords[:, 1], mode="markers", customdata=index, name="images",
+            marker=dict(marker, color=values, colorscale="Viridis", showscale=True,
+                        colorbar=dict(title="nats")),
+            hovertemplate="#%{customdata}<br>%{marker.color:.1f} nats<extra></extra>"))
+    else:
+        groups = ([(name, labels == c) for c, name in enumerate(class_names)] if colour == "label"
+                  else [("train", ~values.astype(bool)), ("test", values.astype(bool))])
+        for name, mask in groups:
+            fig.add_trace(go.Scattergl(
+                x=coords[mask, 0], y=coords[mask, 1], mode="markers", customdata=index[mask],
+                name=name, marker=marker, hovertemplate=f"#%{{customdata}} {name}<extra></extra>"))
+    if highlight:
+        h = np.asarray(highlight)
+        fig.add_trace(go.Scattergl(
+            x=coords[h, 0], y=coords[h, 1], mode="markers", customdata=h, name="selected",
+            marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=3, color="#e4002b")),
+            hoverinfo="skip"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), dragmode="pan",
+                      legend=dict(itemsizing="constant"), xaxis=dict(visible=False),
+                      yaxis=dict(visible=False, scaleanchor="x"))
+    return fig
+
+
+def selected_indices(points: list[dict]) -> list[int]:
+    """Image indices of a Plotly selection (each point's ``customdata``), in order, no repeats."""
+    seen: dict[int, None] = {}
+    for p in points:
+        data = p.get("customdata")
+        if isinstance(data, list):
+            data = data[0] if data else None
+        if data is not None:
+            seen[int(data)] = None
+    return list(seen)
+
+
+def label_histogram(labels: np.ndarray, class_names: tuple[str, ...]) -> go.Figure:
+    counts = np.bincount(labels, minlength=len(class_names))
+    fig = go.Figure(go.Bar(x=list(class_names), y=counts))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="images")
     return fig

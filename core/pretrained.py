@@ -131,13 +131,13 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
     return entry
 
 
-def ship_map(model: str, dataset: str, coords: np.ndarray, metrics: dict[str, Any],
+def ship_map(model: str, dataset: str, arrays: dict[str, np.ndarray], metrics: dict[str, Any],
              command: str, commit: str) -> dict[str, Any]:
-    """Store a map's coordinates (plain arrays, no pickle) and record them in the manifest."""
+    """Store a map's arrays (plain numbers, no pickle) and record them in the manifest."""
     name = f"map-{artifact_name(model, dataset)}"
     path = PRETRAINED_DIR / f"{name}.npz"
     tmp = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(tmp, coords=coords.astype(np.float32))
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     entry = {
         "name": name,
@@ -156,11 +156,12 @@ def ship_map(model: str, dataset: str, coords: np.ndarray, metrics: dict[str, An
     return entry
 
 
-def load_map(model: str, dataset: str) -> np.ndarray:
-    """(N, 2) float32 coordinates of every train then test image, hash-verified."""
+def load_map(model: str, dataset: str) -> dict[str, np.ndarray]:
+    """A map's arrays, hash-verified: ``coords`` (N, 2) and ``recon_error`` (N,) of every train
+    then test image."""
     entry = find(model, dataset, kind="map")
     with np.load(verify(entry), allow_pickle=False) as f:
-        return f["coords"]
+        return {key: f[key] for key in f.files}
 
 
 def record(model: str, dataset: str, key: str, result: dict[str, Any]) -> None:

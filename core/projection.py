@@ -19,20 +19,30 @@ QUALITY_SAMPLE = 5000  # points for trustworthiness: its cost grows with the squ
 QUALITY_NEIGHBORS = 10
 
 
+def all_images(dataset: str) -> torch.Tensor:
+    """Train then test images: the order of every map."""
+    return torch.cat([data.load(dataset, "train").images, data.load(dataset, "test").images])
+
+
+def all_labels(dataset: str) -> torch.Tensor:
+    return torch.cat([data.load(dataset, "train").labels, data.load(dataset, "test").labels])
+
+
 @torch.no_grad()
 def latent_codes(model, dataset: str, batch_size: int = 2000, progress: bool = True) -> dict:
-    """Latent codes (posterior means) of all train then test images, with labels and splits."""
-    parts = [data.load(dataset, "train"), data.load(dataset, "test")]
-    images = torch.cat([p.images for p in parts])
-    codes = torch.cat([model.encode(images[i : i + batch_size])
-                       for i in tqdm(range(0, len(images), batch_size), desc="encode",
-                                     unit="batch", disable=not progress)])
-    return {
-        "codes": codes,
-        "labels": torch.cat([p.labels for p in parts]),
-        "is_test": torch.cat([torch.zeros(len(parts[0]), dtype=torch.bool),
-                              torch.ones(len(parts[1]), dtype=torch.bool)]),
-    }
+    """Latent codes (posterior means of the grey images, as the exemplar prior uses them) of all
+    train then test images; each image's reconstruction error, -log p(x | z = code) in nats on
+    its fixed binarisation; labels and splits."""
+    images = all_images(dataset)
+    binary = data.binarize_fixed(images)
+    codes, errors = [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="encode", unit="batch", disable=not progress):
+        codes.append(model.encode(images[i : i + batch_size]))
+        errors.append(-model.log_likelihood(binary[i : i + batch_size], codes[-1]))
+    is_test = torch.zeros(len(images), dtype=torch.bool)
+    is_test[len(data.load(dataset, "train")):] = True
+    return {"codes": torch.cat(codes), "recon_error": torch.cat(errors),
+            "labels": all_labels(dataset), "is_test": is_test}
 
 
 def fit_umap(codes: torch.Tensor, seed: int = 0, n_neighbors: int = 15,
@@ -73,11 +83,13 @@ def place(new_codes: torch.Tensor, codes: torch.Tensor, coords: np.ndarray, k: i
     return (weights.unsqueeze(-1) * xy).sum(1).numpy().astype(np.float32)
 
 
-def build_map(model, dataset: str, seed: int = 0, progress: bool = True) -> tuple[np.ndarray, dict]:
-    """Coordinates for every image of ``dataset`` under ``model``, and the map's quality figures."""
+def build_map(model, dataset: str, seed: int = 0, progress: bool = True) -> tuple[dict, dict]:
+    """Arrays for the map of ``dataset`` under ``model`` (``coords`` (N, 2) and each image's
+    ``recon_error`` (N,)), and the map's quality figures."""
     began = time.perf_counter()
     latents = latent_codes(model, dataset, progress=progress)
     coords = fit_umap(latents["codes"], seed=seed)
     metrics = quality(latents["codes"], coords, latents["labels"], latents["is_test"], seed=seed)
     metrics.update(points=len(coords), seconds=round(time.perf_counter() - began, 1))
-    return coords, metrics
+    arrays = {"coords": coords, "recon_error": latents["recon_error"].numpy().astype(np.float32)}
+    return arrays, metrics

@@ -5,6 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.navigation import PAGES
 from conftest import ROOT
+from core import pretrained
 
 MAIN = str(ROOT / "app" / "main.py")
 
@@ -43,3 +44,21 @@ def test_a_bad_dataset_in_the_url_falls_back_to_the_default():
     at = run_page(PAGES[0].path, {"dataset": "../../etc/passwd"})
     assert not at.exception
     assert at.session_state.dataset == "fashion-mnist"
+
+
+def test_map_point_in_the_url_opens_its_image_panel():
+    maps = [e for e in pretrained.read_manifest() if e["kind"] == "map"]
+    if not maps:
+        pytest.skip("no map shipped")
+    entry = maps[0]
+    at = run_page("views/latent_map.py", {"dataset": entry["dataset"], "model": entry["model"], "point": "12"})
+    assert not at.exception, at.exception
+    assert at.subheader[0].value.startswith("Image #12 (train)")
+    assert entry["model"] in at.query_params["model"]  # the view is in the URL, to share
+    assert len(at.main.get("plotly_chart")) >= 1
+
+
+def test_a_bad_point_in_the_url_is_ignored():
+    at = run_page("views/latent_map.py", {"dataset": "mnist", "point": "99999999"})
+    assert not at.exception and not at.error
+    assert not [s for s in at.subheader if s.value.startswith("Image #")]

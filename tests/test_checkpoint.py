@@ -78,8 +78,8 @@ def test_every_shipped_artifact_matches_the_manifest():
     for entry in pretrained.read_manifest():
         path = pretrained.verify(entry)
         if entry["kind"] == "map":
-            coords = pretrained.load_map(entry["model"], entry["dataset"])
-            assert coords.shape == (entry["metrics"]["points"], 2)
+            arrays = pretrained.load_map(entry["model"], entry["dataset"])
+            assert arrays["coords"].shape == (entry["metrics"]["points"], 2)
             assert entry["checkpoint_sha256"] == pretrained.find(entry["model"], entry["dataset"])["sha256"]
             continue
         payload = checkpoint.read(path)

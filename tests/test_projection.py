@@ -56,10 +56,33 @@ def test_map_command_ships_coordinates_for_every_image(isolated_dirs):
     pretrained.ship(run, {"nll": 1.0}, command="python -m core train vae --dataset mnist --epochs 1")
     result = run_cli("map", "vae", "--dataset", "mnist", "--quiet", timeout=900)
     assert result.returncode == 0, result.stderr
-    coords = pretrained.load_map("vae", "mnist")
-    assert coords.shape == (5000, 2)
+    arrays = pretrained.load_map("vae", "mnist")
+    assert arrays["coords"].shape == (5000, 2) and arrays["recon_error"].shape == (5000,)
+    assert (arrays["recon_error"] > 0).all()
     entry = pretrained.find("vae", "mnist", kind="map")
     assert entry["command"] == "python -m core map vae --dataset mnist"
     assert entry["metrics"]["points"] == 5000 and 0 < entry["metrics"]["trustworthiness"] <= 1
     listed = json.loads(run_cli("list", "--json").stdout)
     assert {e["kind"] for e in listed} == {"checkpoint", "map"}
+
+
+def test_map_figure_names_every_class_and_carries_indices():
+    from core import figures
+
+    coords = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    labels = np.arange(50) % 3
+    fig = figures.latent_map(coords, labels, ("a", "b", "c"), highlight=[4])
+    assert [t.name for t in fig.data] == ["a", "b", "c", "selected"]
+    assert all(t.type == "scattergl" for t in fig.data)
+    assert sorted(np.concatenate([t.customdata for t in fig.data[:3]]).tolist()) == list(range(50))
+    errors = figures.latent_map(coords, labels, ("a", "b", "c"), "recon_error", values=np.arange(50.0))
+    assert len(errors.data) == 1 and errors.data[0].marker.showscale
+    with pytest.raises(ValueError, match="unknown colouring"):
+        figures.latent_map(coords, labels, ("a", "b", "c"), "nope")
+
+
+def test_selection_points_become_image_indices():
+    from core import figures
+
+    points = [{"customdata": 7}, {"customdata": [3]}, {"customdata": 7}, {"x": 1.0}]
+    assert figures.selected_indices(points) == [7, 3]

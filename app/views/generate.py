@@ -6,7 +6,8 @@ from core import data, images
 
 name = state.dataset()
 st.title("Generate")
-vaes = [e["model"] for e in state.manifest() if e["dataset"] == name and e["model"] in ("vae", "exemplar_vae")]
+vaes = [e["model"] for e in state.manifest()
+        if e["kind"] == "checkpoint" and e["dataset"] == name and e["model"] in ("vae", "exemplar_vae")]
 if not vaes:
     st.info(f"No VAE is shipped for {name} yet: see the Home page for how to train one.")
     st.stop()

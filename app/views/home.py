@@ -24,7 +24,7 @@ left.write("**Classes:** " + ", ".join(train.classes))
 right.image(state.class_grid(name), caption="Ten training images of each class, one class a row")
 
 st.header("Shipped models")
-entries = [e for e in state.manifest() if e["dataset"] == name]
+entries = [e for e in state.manifest() if e["dataset"] == name and e["kind"] == "checkpoint"]
 if not entries:
     st.info(f"Nothing is shipped for {name} yet. Train a model with "
             f"`python -m core train vae --dataset {name}`, then `python -m core ship vae --dataset {name}`.")

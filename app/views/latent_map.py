@@ -1,0 +1,73 @@
+import streamlit as st
+import torch
+
+from app import state
+from core import figures, images, neighbors, projection
+
+MAX_GALLERY = 100  # images shown for a box or lasso selection
+K_NEIGHBOURS = 8
+
+name = state.dataset()
+st.title("Latent map")
+models = state.maps_or_stop(name)
+query = st.query_params
+
+pick_model, pick_colour = st.columns([2, 1])
+wanted = query.get("model")
+model_name = pick_model.segmented_control(
+    "Model", models, default=wanted if wanted in models else models[0], key="map_model") or models[0]
+wanted = query.get("colour")
+colour = pick_colour.selectbox(
+    "Colour by", list(figures.COLOURINGS), format_func=figures.COLOURINGS.get,
+    index=list(figures.COLOURINGS).index(wanted) if wanted in figures.COLOURINGS else 0)
+query["model"], query["colour"] = model_name, colour
+
+arrays = state.load_map(model_name, name)
+ds = state.load_dataset(name, "train")
+labels = projection.all_labels(name)
+point = query.get("point")
+point = int(point) if point is not None and point.isdigit() and int(point) < len(labels) else None
+
+event = st.plotly_chart(
+    state.map_figure(model_name, name, colour, (point,) if point is not None else ()),
+    on_select="rerun", selection_mode=("points", "box", "lasso"), key=f"map-{model_name}-{colour}")
+chosen = figures.selected_indices(event.selection.points) if event and event.selection else []
+if len(chosen) == 1 and chosen[0] != point:
+    point = chosen[0]
+    query["point"] = str(point)
+    st.rerun()  # redraw with the clicked point ringed, and with it in the URL
+
+entry = next(e for e in state.manifest() if e["kind"] == "map" and e["model"] == model_name
+             and e["dataset"] == name)
+m = entry["metrics"]
+st.caption(f"{m['points']:,} images, train and test. Trustworthiness {m['trustworthiness']:.3f} "
+           f"(k={projection.QUALITY_NEIGHBORS}, {m['trustworthiness_sample']:,}-point sample); 5-NN "
+           f"accuracy on the map {m['knn_accuracy_2d']:.3f}, in the latent space "
+           f"{m['knn_accuracy_latent']:.3f}. Click a point, or draw a box or lasso.")
+
+if len(chosen) > 1:
+    st.subheader(f"Selection: {len(chosen):,} images")
+    shown = chosen[:MAX_GALLERY]
+    gallery, histogram = st.columns([3, 2])
+    gallery.image(images.grid(projection.all_images(name)[shown], nrow=10),
+                  caption=f"the first {len(shown)} of {len(chosen):,}")
+    histogram.plotly_chart(figures.label_histogram(labels[chosen].numpy(), ds.classes))
+elif point is not None:
+    latents = state.latents(model_name, name)
+    model, _ = state.load_model(model_name, name)
+    x = projection.all_images(name)[point : point + 1]
+    split = "test" if point >= len(ds) else "train"
+    st.subheader(f"Image #{point} ({split}): {ds.classes[int(labels[point])]}")
+    dist, idx = neighbors.search(latents["codes"], latents["codes"][point : point + 1],
+                                 K_NEIGHBOURS + 1, index=latents["index"])
+    near = [(int(i), float(d)) for i, d in zip(idx[0], dist[0]) if int(i) != point][:K_NEIGHBOURS]
+    left, right = st.columns([1, 3])
+    left.image(images.grid(torch.cat([x, model.reconstruct(x)]), nrow=2, scale=4),
+               caption="the image and its reconstruction")
+    right.image(images.grid(projection.all_images(name)[[i for i, _ in near]], nrow=K_NEIGHBOURS, scale=3),
+                caption="nearest in latent space: " + ", ".join(
+                    f"#{i} {ds.classes[int(labels[i])]} ({d ** 0.5:.2f})" for i, d in near))
+    if model_name == "exemplar_vae" and st.button("Generate around this"):
+        around = model.generate_from(x, per_image=16, generator=torch.Generator().manual_seed(point))
+        st.image(images.grid(around[0], nrow=16, scale=3),
+                 caption="z ~ N(μ(image), σ²I), decoded: the exemplar prior's own kernel")
