@@ -83,6 +83,13 @@ def place(new_codes: torch.Tensor, codes: torch.Tensor, coords: np.ndarray, k: i
     return (weights.unsqueeze(-1) * xy).sum(1).numpy().astype(np.float32)
 
 
+def nearest_exemplars(codes: torch.Tensor, i: int, k: int, index=None) -> list[tuple[int, float]]:
+    """The k images nearest to image ``i`` in latent space, itself left out: (index, L2 distance)."""
+    dist, idx = neighbors.search(codes, codes[i : i + 1], k + 1, index=index)
+    pairs = [(int(j), float(d) ** 0.5) for j, d in zip(idx[0], dist[0]) if int(j) != i]
+    return pairs[:k]
+
+
 def build_map(model, dataset: str, seed: int = 0, progress: bool = True) -> tuple[dict, dict]:
     """Arrays for the map of ``dataset`` under ``model`` (``coords`` (N, 2) and each image's
     ``recon_error`` (N,)), and the map's quality figures."""

@@ -86,3 +86,8 @@ def test_selection_points_become_image_indices():
 
     points = [{"customdata": 7}, {"customdata": [3]}, {"customdata": 7}, {"x": 1.0}]
     assert figures.selected_indices(points) == [7, 3]
+
+
+def test_nearest_exemplars_leave_the_image_out():
+    codes = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
+    assert projection.nearest_exemplars(codes, 1, k=2) == [(0, 1.0), (2, 2.0)]

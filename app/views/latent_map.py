@@ -2,7 +2,7 @@ import streamlit as st
 import torch
 
 from app import state
-from core import figures, images, neighbors, projection
+from core import figures, images, projection
 
 MAX_GALLERY = 100  # images shown for a box or lasso selection
 K_NEIGHBOURS = 8
@@ -58,15 +58,13 @@ elif point is not None:
     x = projection.all_images(name)[point : point + 1]
     split = "test" if point >= len(ds) else "train"
     st.subheader(f"Image #{point} ({split}): {ds.classes[int(labels[point])]}")
-    dist, idx = neighbors.search(latents["codes"], latents["codes"][point : point + 1],
-                                 K_NEIGHBOURS + 1, index=latents["index"])
-    near = [(int(i), float(d)) for i, d in zip(idx[0], dist[0]) if int(i) != point][:K_NEIGHBOURS]
+    near = projection.nearest_exemplars(latents["codes"], point, K_NEIGHBOURS, index=latents["index"])
     left, right = st.columns([1, 3])
     left.image(images.grid(torch.cat([x, model.reconstruct(x)]), nrow=2, scale=4),
                caption="the image and its reconstruction")
     right.image(images.grid(projection.all_images(name)[[i for i, _ in near]], nrow=K_NEIGHBOURS, scale=3),
                 caption="nearest in latent space: " + ", ".join(
-                    f"#{i} {ds.classes[int(labels[i])]} ({d ** 0.5:.2f})" for i, d in near))
+                    f"#{i} {ds.classes[int(labels[i])]} ({d:.2f})" for i, d in near))
     if model_name == "exemplar_vae" and st.button("Generate around this"):
         around = model.generate_from(x, per_image=16, generator=torch.Generator().manual_seed(point))
         st.image(images.grid(around[0], nrow=16, scale=3),
