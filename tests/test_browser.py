@@ -61,18 +61,20 @@ def browser():
         b.close()
 
 
-def rendered(browser, url: str, shot: str):
+def rendered(browser, url: str, shot: str, ready: str = "h1"):
+    """Open ``url``, wait until the script has finished and ``ready`` is drawn, screenshot it."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
-    page.wait_for_selector("h1", timeout=30_000)
+    page.wait_for_selector(ready, timeout=60_000)
+    page.wait_for_timeout(500)  # let the last elements replace their loading skeletons
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     return page
 
 
 def test_home_renders_in_chromium(app_url, browser):
-    page = rendered(browser, app_url, "home.png")
+    page = rendered(browser, app_url, "home.png", ready="[data-testid='stMetric']")
     assert page.locator("h1").first.inner_text().strip() == "Latent Lab"
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
@@ -85,4 +87,25 @@ def test_a_shared_url_opens_the_same_dataset(app_url, browser):
     page = rendered(browser, f"{app_url}/?dataset=mnist", "home-mnist.png")
     assert page.get_by_text("Dataset: mnist").count() == 1
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_map_page_opens_a_shared_point(app_url, browser):
+    from core import pretrained
+
+    maps = [e for e in pretrained.read_manifest() if e["kind"] == "map"]
+    if not maps:
+        pytest.skip("no map shipped")
+    entry = maps[0]
+    page = rendered(browser, f"{app_url}/latent_map?dataset={entry['dataset']}&model={entry['model']}&point=3",
+                    "latent-map.png", ready="[data-testid='stPlotlyChart']")
+    assert page.get_by_text("Image #3 (train)").count() == 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_presentation_mode_hides_the_sidebar(app_url, browser):
+    page = rendered(browser, f"{app_url}/?present=1", "home-present.png", ready="[data-testid='stMetric']")
+    assert page.locator("[data-testid='stSidebar']").is_hidden()
+    assert "present=1" in page.url
     page.close()
