@@ -1,5 +1,9 @@
 """Every page runs headless (AppTest) without an exception, on the shipped artifacts."""
 
+import base64
+import json
+
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -62,3 +66,25 @@ def test_a_bad_point_in_the_url_is_ignored():
     at = run_page("views/latent_map.py", {"dataset": "mnist", "point": "99999999"})
     assert not at.exception and not at.error
     assert not [s for s in at.subheader if s.value.startswith("Image #")]
+
+
+def test_two_maps_side_by_side_ring_the_same_point():
+    maps = {(e["model"], e["dataset"]) for e in pretrained.read_manifest() if e["kind"] == "map"}
+    if {("vae", "mnist"), ("exemplar_vae", "mnist")} - maps:
+        pytest.skip("needs both mnist maps")
+    at = run_page("views/latent_map.py",
+                  {"dataset": "mnist", "model": "exemplar_vae", "compare": "vae", "point": "7"})
+    assert not at.exception, at.exception
+    charts = at.main.get("plotly_chart")
+    assert len(charts) == 2
+    for chart in charts:  # the ringed trace, on both maps, holds the clicked point
+        spec = json.loads(chart.proto.spec)
+        ringed = [t for t in spec["data"] if t.get("name") == "selected"]
+        assert ringed and plotly_array(ringed[0]["customdata"]).tolist() == [7]
+
+
+def plotly_array(value) -> np.ndarray:
+    """Plotly 7 sends numpy arrays as {"dtype", "bdata": base64}; plain lists stay lists."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)

@@ -5,6 +5,7 @@ from app import state
 from core import figures, images, projection
 
 MAX_GALLERY = 100  # images shown for a box or lasso selection
+MAX_RINGED = 2000  # selected points ringed on the maps: enough to see, small enough to draw
 K_NEIGHBOURS = 8
 
 name = state.dataset()
@@ -12,30 +13,48 @@ st.title("Latent map")
 models = state.maps_or_stop(name)
 query = st.query_params
 
-pick_model, pick_colour = st.columns([2, 1])
+pick_model, pick_other, pick_colour = st.columns([2, 1, 1])
 wanted = query.get("model")
 model_name = pick_model.segmented_control(
     "Model", models, default=wanted if wanted in models else models[0], key="map_model") or models[0]
+others = [m for m in models if m != model_name]
+wanted = query.get("compare")
+other = pick_other.selectbox("Compare with", [None, *others], format_func=lambda m: m or "—",
+                             index=others.index(wanted) + 1 if wanted in others else 0)
 wanted = query.get("colour")
 colour = pick_colour.selectbox(
     "Colour by", list(figures.COLOURINGS), format_func=figures.COLOURINGS.get,
     index=list(figures.COLOURINGS).index(wanted) if wanted in figures.COLOURINGS else 0)
 query["model"], query["colour"] = model_name, colour
+if other:
+    query["compare"] = other
+else:
+    query.pop("compare", None)
 
-arrays = state.load_map(model_name, name)
 ds = state.load_dataset(name, "train")
 labels = projection.all_labels(name)
 point = query.get("point")
 point = int(point) if point is not None and point.isdigit() and int(point) < len(labels) else None
 
-event = st.plotly_chart(
-    state.map_figure(model_name, name, colour, (point,) if point is not None else ()),
-    on_select="rerun", selection_mode=("points", "box", "lasso"), key=f"map-{model_name}-{colour}")
-chosen = figures.selected_indices(event.selection.points) if event and event.selection else []
-if len(chosen) == 1 and chosen[0] != point:
-    point = chosen[0]
-    query["point"] = str(point)
-    st.rerun()  # redraw with the clicked point ringed, and with it in the URL
+# The selection made on either map is ringed on both (a click is kept in the URL).
+selection = st.session_state.get("map_selection", [])
+ringed = tuple(selection[:MAX_RINGED]) if len(selection) > 1 else ((point,) if point is not None else ())
+chosen = []
+for column, shown in zip(st.columns(2) if other else [st.container()], [model_name, other]):
+    event = column.plotly_chart(
+        state.map_figure(shown, name, colour, ringed), on_select="rerun",
+        selection_mode=("points", "box", "lasso"), key=f"map-{shown}-{colour}")
+    if other:
+        column.caption(shown)
+    if event and event.selection and event.selection.points:
+        chosen = figures.selected_indices(event.selection.points)
+if len(chosen) == 1 and chosen[0] != point:  # a click: the point goes into the URL
+    st.session_state.map_selection = []
+    query["point"] = str(chosen[0])
+    st.rerun()  # redraw with the clicked point ringed
+if len(chosen) != 1 and chosen != selection:  # a box or lasso, or a cleared selection
+    st.session_state.map_selection = chosen
+    st.rerun()  # ring it on both maps
 
 entry = next(e for e in state.manifest() if e["kind"] == "map" and e["model"] == model_name
              and e["dataset"] == name)
