@@ -68,8 +68,8 @@ def latents(model: str, name: str) -> dict:
     return {**codes, "index": neighbors.flat_index(codes["codes"])}
 
 
-@st.cache_resource(show_spinner="Drawing the map…")
 def map_figure(model: str, name: str, colour: str, highlight: tuple[int, ...] = ()):
+    """Built every run, not cached: 70k points take ~15 ms, and each selection rings others."""
     arrays, ds = load_map(model, name), load_dataset(name, "train")
     labels = projection.all_labels(name).numpy()
     values = {"recon_error": arrays["recon_error"],
