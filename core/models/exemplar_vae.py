@@ -81,15 +81,19 @@ class ExemplarVAE(VAE):
     def kernel_logvar(self) -> Tensor:
         return self.prior_logvar.clamp(-10.0, 4.0)  # keeps exp() finite early in training
 
-    def log_prior(self, z: Tensor, chunk: int = 64) -> Tensor:
+    def log_prior(self, z: Tensor, chunk: int = 32) -> Tensor:
         """Exact log p(z) over every exemplar, (B,).
 
         log (1/N) sum_n N(z; mu_n, s2 I) = logsumexp_n(-|z - mu_n|^2 / 2s2) - log N - D/2 log(2 pi s2)
 
-        Expanding |z - mu_n|^2 = |z|^2 - 2 z.mu_n + |mu_n|^2 turns the inner term into one GEMM with
-        a bias, (z . mu_n - |mu_n|^2 / 2) / s2, plus a per-z constant -|z|^2 / 2s2 outside the sum.
-        Small chunks of z keep each (chunk, N) block in cache: measured 5x faster than 1024-row
-        chunks on 60k exemplars, and it is the whole cost of evaluating this prior.
+        This is the whole cost of evaluating the model, so it is written for speed (measured on
+        60k exemplars, 2 cores: 4x faster than a plain cdist + logsumexp):
+        - |z - mu_n|^2 = |z|^2 - 2 z.mu_n + |mu_n|^2 makes the sum's argument one GEMM with a bias,
+          (z.mu_n - |mu_n|^2 / 2) / s2, and -|z|^2 / 2s2 a per-z constant outside it;
+        - small chunks of z keep each (chunk, N) block in cache;
+        - terms more than 80 nats below the largest are clamped there before exp(): exp() of far
+          smaller numbers takes a slow path on x86, and each such term weighs < e^-80 relative,
+          so N of them change the sum by < N e^-80 (1e-30 for 60k), far below float32 precision.
         """
         means = self._means_or_fail()
         logvar = self.kernel_logvar()
@@ -97,8 +101,12 @@ class ExemplarVAE(VAE):
         bias = -0.5 * inv_var * means.pow(2).sum(1)  # (N,)
         scaled_means_t = (means * inv_var).T.contiguous()  # (D, N)
         const = -math.log(len(means)) - 0.5 * z.shape[1] * (LOG_2PI + logvar)
-        out = [torch.logsumexp(torch.addmm(bias, zc, scaled_means_t), dim=1)  # (chunk,)
-               - 0.5 * inv_var * zc.pow(2).sum(1) for zc in z.split(chunk)]
+        out = []
+        for zc in z.split(chunk):
+            a = torch.addmm(bias, zc, scaled_means_t)  # (chunk, N)
+            top = a.max(dim=1, keepdim=True).values
+            lse = (a - top).clamp_min(-80.0).exp().sum(1).log() + top.squeeze(1)
+            out.append(lse - 0.5 * inv_var * zc.pow(2).sum(1))
         return torch.cat(out) + const
 
     def training_log_prior(self, z: Tensor, mu: Tensor, index: Tensor) -> Tensor:
