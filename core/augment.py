@@ -27,7 +27,7 @@ class AugmentConfig:
     epochs: int = 30
     hidden: int = 1024
     batch_size: int = 100
-    lr: float = 0.01
+    lr: float = 0.05
     real_weight: float = 0.4  # the paper's lambda: loss = lambda * real + (1 - lambda) * generated
     label_smoothing: float = 0.1
     seed: int = 0
