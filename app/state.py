@@ -64,8 +64,8 @@ def load_map(model: str, name: str) -> dict:
 def latents(model: str, name: str) -> dict:
     """Latent codes of every image (the map's order) and a faiss index over them."""
     net, _ = load_model(model, name)
-    codes = projection.latent_codes(net, name, progress=False)
-    return {**codes, "index": neighbors.flat_index(codes["codes"])}
+    codes = projection.encode_all(net, name)  # only codes: the map already holds the errors
+    return {"codes": codes, "index": neighbors.flat_index(codes)}
 
 
 def map_figure(model: str, name: str, colour: str, highlight: tuple[int, ...] = ()):

@@ -29,20 +29,26 @@ def all_labels(dataset: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def latent_codes(model, dataset: str, batch_size: int = 2000, progress: bool = True) -> dict:
+def encode_all(model, dataset: str, batch_size: int = 2000, progress: bool = False) -> torch.Tensor:
     """Latent codes (posterior means of the grey images, as the exemplar prior uses them) of all
-    train then test images; each image's reconstruction error, -log p(x | z = code) in nats on
-    its fixed binarisation; labels and splits."""
+    train then test images, (N, D)."""
     images = all_images(dataset)
-    binary = data.binarize_fixed(images)
-    codes, errors = [], []
-    for i in tqdm(range(0, len(images), batch_size), desc="encode", unit="batch", disable=not progress):
-        codes.append(model.encode(images[i : i + batch_size]))
-        errors.append(-model.log_likelihood(binary[i : i + batch_size], codes[-1]))
-    is_test = torch.zeros(len(images), dtype=torch.bool)
+    return torch.cat([model.encode(images[i : i + batch_size])
+                      for i in tqdm(range(0, len(images), batch_size), desc="encode", unit="batch",
+                                    disable=not progress)])
+
+
+@torch.no_grad()
+def latent_codes(model, dataset: str, batch_size: int = 2000, progress: bool = True) -> dict:
+    """``encode_all`` with each image's reconstruction error, -log p(x | z = code) in nats on its
+    fixed binarisation, labels and splits: what a map is made from."""
+    codes = encode_all(model, dataset, batch_size, progress)
+    binary = data.binarize_fixed(all_images(dataset))
+    errors = torch.cat([-model.log_likelihood(binary[i : i + batch_size], codes[i : i + batch_size])
+                        for i in range(0, len(codes), batch_size)])
+    is_test = torch.zeros(len(codes), dtype=torch.bool)
     is_test[len(data.load(dataset, "train")):] = True
-    return {"codes": torch.cat(codes), "recon_error": torch.cat(errors),
-            "labels": all_labels(dataset), "is_test": is_test}
+    return {"codes": codes, "recon_error": errors, "labels": all_labels(dataset), "is_test": is_test}
 
 
 def fit_umap(codes: torch.Tensor, seed: int = 0, n_neighbors: int = 15,

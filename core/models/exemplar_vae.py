@@ -87,7 +87,8 @@ class ExemplarVAE(VAE):
         log (1/N) sum_n N(z; mu_n, s2 I) = logsumexp_n(-|z - mu_n|^2 / 2s2) - log N - D/2 log(2 pi s2)
 
         This is the whole cost of evaluating the model, so it is written for speed (measured on
-        60k exemplars, 2 cores: 4x faster than a plain cdist + logsumexp):
+        60k exemplars, one thread: the GEMM form in small chunks was 5x faster than |z - mu|^2 in
+        1024-row chunks, and the clamp 3-4x faster again on a trained model's means):
         - |z - mu_n|^2 = |z|^2 - 2 z.mu_n + |mu_n|^2 makes the sum's argument one GEMM with a bias,
           (z.mu_n - |mu_n|^2 / 2) / s2, and -|z|^2 / 2s2 a per-z constant outside it;
         - small chunks of z keep each (chunk, N) block in cache;
