@@ -13,6 +13,10 @@ from pathlib import Path
 
 USER_ERROR = 2
 
+# Evaluations that are not one model's checkpoint: name -> "module:function". The function takes
+# (dataset, *, limit, progress) and returns a dict of metrics.
+STUDIES: dict[str, str] = {}
+
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print the whole usage block first
@@ -48,8 +52,8 @@ def make_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("evaluate", help="measure a model on the test split")
-    p.add_argument("model", choices=list(models.MODELS))
+    p = sub.add_parser("evaluate", help="measure a model (or a study such as drs) on the test split")
+    p.add_argument("model", choices=list(models.MODELS) + list(STUDIES))
     p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
     p.add_argument("--limit", type=positive, help="the first N test images only")
     p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
@@ -90,36 +94,59 @@ def cmd_train(args) -> None:
     print(f"checkpoint: {path}")
 
 
-def cmd_evaluate(args) -> None:
-    from core import checkpoint, evaluate, pretrained
+def measure(model, dataset: str, *, limit: int | None, samples: int, progress: bool) -> dict:
+    """A family's own ``measure`` where it has one; the VAE family's evaluation otherwise."""
+    from core import evaluate
 
+    if hasattr(model, "measure"):
+        return model.measure(dataset, limit=limit, progress=progress)
+    return evaluate.evaluate(model, dataset, limit=limit, samples=samples, progress=progress)
+
+
+def cmd_evaluate(args) -> None:
+    from core import checkpoint, pretrained
+
+    if args.model in STUDIES:
+        import importlib
+
+        module, function = STUDIES[args.model].split(":")
+        metrics = getattr(importlib.import_module(module), function)(
+            args.dataset, limit=args.limit, progress=not args.quiet)
+        print_metrics({"study": args.model, **metrics}, args.json)
+        return
     if args.checkpoint:
         model, payload = checkpoint.load(args.checkpoint)
         if payload["family"] != args.model:
             raise ValueError(f"{args.checkpoint} holds a {payload['family']}, not a {args.model}")
     else:
         model, _ = pretrained.load(args.model, args.dataset)
-    metrics = evaluate.evaluate(model, args.dataset, limit=args.limit, samples=args.samples,
-                                progress=not args.quiet)
-    metrics = {"model": args.model, **metrics}
-    if args.json:
+    metrics = measure(model, args.dataset, limit=args.limit, samples=args.samples, progress=not args.quiet)
+    print_metrics({"model": args.model, **metrics}, args.json)
+
+
+def print_metrics(metrics: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(metrics))
-    else:
-        for key, value in metrics.items():
-            print(f"{key:>20}  {value}")
+        return
+    for key, value in metrics.items():
+        print(f"{key:>24}  {value}")
 
 
 def cmd_ship(args) -> None:
-    from core import checkpoint, evaluate, pretrained, train
+    from core import checkpoint, pretrained, train
 
     run = train.run_dir(args.model, args.dataset) / "checkpoint.pt"
     model, payload = checkpoint.load(run)
-    metrics = evaluate.evaluate(model, args.dataset, samples=args.samples, progress=not args.quiet)
+    metrics = measure(model, args.dataset, limit=None, samples=args.samples, progress=not args.quiet)
     train_config = train.TrainConfig(**payload["train_config"])
     command = (train.rebuild_command(args.model, args.dataset, train_config, payload["epoch"])
-               + f" && python -m core ship {args.model} --dataset {args.dataset} --samples {args.samples}")
+               + f" && python -m core ship {args.model} --dataset {args.dataset}")
+    if not hasattr(model, "measure"):
+        command += f" --samples {args.samples}"
     entry = pretrained.ship(run, metrics, command)
-    print(f"shipped {entry['path']} ({entry['bytes']} bytes, nll {metrics['nll']:.2f})")
+    headline = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                         if isinstance(v, float) and k in {c[1] for c in pretrained.columns_of(args.model)})
+    print(f"shipped {entry['path']} ({entry['bytes']} bytes; {headline})")
 
 
 def cmd_augment(args) -> None:

@@ -124,7 +124,7 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
         "train_seconds": round(float(payload.get("seconds", 0.0)), 1),
         "config": payload["config"],
         "metrics": metrics,
-        "curve": [{k: h[k] for k in ("epoch", "train_loss", "test_elbo")} for h in history],
+        "curve": [{k: v for k, v in h.items() if k not in ("beta", "seconds")} for h in history],
     }
     entries = [e for e in read_manifest() if e["name"] != name] + [entry]
     write_manifest(entries)
@@ -172,7 +172,7 @@ def record(model: str, dataset: str, key: str, result: dict[str, Any]) -> None:
     write_manifest([entry if e["name"] == entry["name"] else e for e in entries])
 
 
-TABLE_COLUMNS = (  # (header, metric key, format)
+TABLE_COLUMNS = (  # (header, metric key, format): the VAE family's; other families set their own
     ("NLL (nats)", "nll", "{:.2f}"),
     ("ELBO", "elbo", "{:.2f}"),
     ("KL", "kl", "{:.2f}"),
@@ -183,25 +183,42 @@ TABLE_COLUMNS = (  # (header, metric key, format)
 )
 
 
+def columns_of(model: str) -> tuple[tuple[str, str, str], ...]:
+    from core import models
+
+    return getattr(models.MODELS.get(model), "TABLE_COLUMNS", TABLE_COLUMNS)
+
+
 def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per shipped model with its headline metrics, formatted for people."""
+    """One row per shipped model with its headline metrics, formatted for people. The entries
+    should share one set of columns (see ``table_groups``)."""
     rows = []
     for e in (e for e in entries if e["kind"] == "checkpoint"):
         m = e["metrics"]
         row = {"model": e["model"], "dataset": e["dataset"], "epochs": str(e["epochs"]),
                "train time": f"{e['train_seconds'] / 60:.1f} min"}
-        row.update({head: fmt.format(m[key]) if key in m else "" for head, key, fmt in TABLE_COLUMNS})
+        row.update({head: fmt.format(m[key]) if key in m else "" for head, key, fmt in columns_of(e["model"])})
         rows.append(row)
     return rows
+
+
+def table_groups(entries: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    """Checkpoint rows grouped by the metrics their families report, one table per group."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for e in (e for e in entries if e["kind"] == "checkpoint"):
+        groups.setdefault(columns_of(e["model"]), []).append(e)
+    return [table_rows(group) for group in groups.values()]
 
 
 def markdown_table(entries: list[dict[str, Any]]) -> str:
     """The README's table of shipped models, made from the manifest and nothing else."""
     if not entries:
         return "Nothing shipped yet."
-    rows = table_rows(entries)
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
+    lines = []
+    for rows in table_groups(entries):
+        lines += [""] * bool(lines)
+        lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
     augmented = [e for e in entries if "augmentation" in e]
     if augmented:
         lines += ["", "Exemplar augmentation (MLP classifier test error, same seed and schedule):", "",

@@ -1,6 +1,17 @@
 """Resumable training. A run lives in ``runs/<model>-<dataset>/checkpoint.pt`` and is saved after
 every epoch, with the optimizer, RNG state and learning curve, so a long training can be done in
 pieces: ``python -m core train vae --dataset fashion-mnist --epochs 50 --resume``.
+
+The VAE family has its own loop below (KL warm-up, dynamic binarisation). Every other family
+trains through ``train_family``, and for that it provides, on its model class:
+
+- ``Config.batch_size`` (and whatever optimiser settings it needs);
+- ``configure_optimizers() -> dict[str, Optimizer]`` (a GAN has two);
+- ``train_step(x, y, optimizers, *, epoch) -> dict[str, float]``: one batch of images
+  (B, 1, 28, 28) in [0, 1] and labels (B,); it does its own backward and steps, and returns numbers
+  for the log, ``loss`` among them;
+- optionally ``on_epoch_start(images)`` and ``curve_point(test: ImageDataset) -> dict[str, float]``
+  (a cheap test measurement for the learning curve, after each epoch).
 """
 
 from __future__ import annotations
@@ -70,6 +81,8 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
     models.check_name(model_name)
     data.check_name(dataset)
     path = (out or run_dir(model_name, dataset)) / "checkpoint.pt"
+    if hasattr(models.MODELS[model_name], "train_step"):
+        return train_family(model_name, dataset, config, path, resume=resume, progress=progress)
     if path.exists() and not resume:
         raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
     if resume and path.exists():
@@ -130,4 +143,66 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
                         optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
                         train_config=asdict(config), history=history, seconds=seconds,
                         commit=commit)
+    return path
+
+
+def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
+                 resume: bool, progress: bool) -> Path:
+    """The loop for every family that brings its own ``train_step`` (see the module docstring)."""
+    if path.exists() and not resume:
+        raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
+    if resume and path.exists():
+        model, state = checkpoint.load(path)
+        config = TrainConfig(**{**state["train_config"], "epochs": config.epochs})
+        history, seconds, step, start_epoch = state["history"], state["seconds"], state["step"], state["epoch"]
+        torch.set_rng_state(state["rng"])
+    else:
+        torch.manual_seed(config.seed)
+        model = models.build(model_name)
+        state, history, seconds, step, start_epoch = None, [], 0.0, 0, 0
+    optimizers = model.configure_optimizers()
+    if state is not None:
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizer"][name])
+    if start_epoch >= config.epochs:
+        print(f"{path} already has {start_epoch} epochs; ask for more with --epochs")
+        return path
+    train_set, test_set = data.load(dataset, "train"), data.load(dataset, "test")
+    images, labels = train_set.images, train_set.labels
+    if config.limit:
+        images, labels = images[: config.limit], labels[: config.limit]
+    batch_size = model.config.batch_size
+    commit = state["commit"] if state else git_commit()
+    epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
+                  desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
+    for epoch in epochs:
+        began = time.perf_counter()
+        model.train()
+        if hasattr(model, "on_epoch_start"):
+            model.on_epoch_start(images)
+        order = torch.randperm(len(images))
+        sums: dict[str, float] = {}
+        batches = tqdm(range(0, len(images) - batch_size + 1, batch_size), leave=False,
+                       unit="batch", disable=not progress)  # whole batches only: BatchNorm, Sinkhorn
+        for start in batches:
+            index = order[start : start + batch_size]
+            stats = model.train_step(images[index], labels[index], optimizers, epoch=epoch)
+            step += 1
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            batches.set_postfix(loss=f"{stats['loss']:.3f}")
+        seconds += time.perf_counter() - began
+        model.eval()
+        point = {"epoch": epoch + 1, **{f"train_{k}" if k == "loss" else k: v / max(1, len(batches))
+                                        for k, v in sums.items()}}
+        if hasattr(model, "curve_point"):
+            with torch.no_grad():
+                point.update(model.curve_point(test_set))
+        point["seconds"] = round(seconds, 1)
+        history.append(point)
+        epochs.set_postfix({k: f"{v:.3g}" for k, v in point.items() if k not in ("epoch", "seconds")})
+        checkpoint.save(path, model, dataset=dataset, step=step, epoch=epoch + 1, metrics={},
+                        optimizer={name: o.state_dict() for name, o in optimizers.items()},
+                        rng=torch.get_rng_state(), train_config=asdict(config), history=history,
+                        seconds=seconds, commit=commit)
     return path

@@ -29,11 +29,11 @@ if not entries:
     st.info(f"Nothing is shipped for {name} yet. Train a model with "
             f"`python -m core train vae --dataset {name}`, then `python -m core ship vae --dataset {name}`.")
 else:
-    rows = pretrained.table_rows(entries)
-    st.dataframe(rows, hide_index=True)
+    for rows in pretrained.table_groups(entries):
+        st.dataframe(rows, hide_index=True)
     st.caption("Every number comes from `python -m core evaluate` on the shipped checkpoint; "
                "`pretrained/manifest.json` holds the command that rebuilt each file.")
-    curves = [e for e in entries if e.get("curve")]
+    curves = [e for e in entries if e.get("curve") and "test_elbo" in e["curve"][0]]
     if curves:
         st.subheader("Learning curves")
         st.plotly_chart(figures.learning_curves(curves))

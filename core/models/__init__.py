@@ -6,12 +6,14 @@ from dataclasses import asdict, fields
 
 from torch import nn
 
+from core.models.classifier import Classifier
 from core.models.exemplar_vae import ExemplarVAE
 from core.models.vae import VAE
 
 MODELS: dict[str, type[nn.Module]] = {
     VAE.family: VAE,
     ExemplarVAE.family: ExemplarVAE,
+    Classifier.family: Classifier,
 }
 
 
