@@ -15,7 +15,10 @@ USER_ERROR = 2
 
 # Evaluations that are not one model's checkpoint: name -> "module:function". The function takes
 # (dataset, *, limit, progress) and returns a dict of metrics.
-STUDIES: dict[str, str] = {}
+STUDIES: dict[str, str] = {
+    "drs": "core.drs:study",
+    "drs-toy": "core.drs_toy:study",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,6 +82,13 @@ def make_parser() -> Parser:
     p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("neighbors", help="nearest exemplars of your own images (one JSON line each)")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG, WebP, BMP or GIF files")
+    p.add_argument("--model", choices=["vae", "exemplar_vae"], default="exemplar_vae")
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("-k", type=positive, default=10, help="neighbours per image (default 10)")
+    p.add_argument("--json", action="store_true", help="JSON lines (the only output format)")
 
     p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
     p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
@@ -199,8 +209,43 @@ def cmd_list(args) -> None:
         print(f"{e['name']:<30} {e['path']:<42} {size:<11} {headline}")
 
 
+def cmd_neighbors(args) -> None:
+    """Each image preprocessed as an upload, then its k nearest dataset exemplars; an image that
+    cannot be used gets an error line, and the command fails at the end if any did."""
+    from core import latent_index, pretrained, uploads
+
+    model, _ = pretrained.load(args.model, args.dataset)
+    index = latent_index.for_dataset(model, args.dataset)
+    classes = pretrained_classes(args.dataset)
+    failed = 0
+    for path in args.images:
+        try:
+            if path.is_file() and path.stat().st_size > uploads.MAX_BYTES:
+                raise uploads.UploadError(f"the file is over {uploads.MAX_BYTES // 2**20} MB")
+            image = uploads.preprocess(path.read_bytes())
+            dist, ids, labels = index.search(model.encode(image[None]), min(args.k, len(index)))
+            line = {"file": str(path), "neighbors": [
+                {"index": int(i), "label": classes[int(lab)], "distance": round(float(d), 5)}
+                for d, i, lab in zip(dist[0], ids[0], labels[0])]}
+        except ValueError as exc:  # UploadError: the message is already plain
+            failed += 1
+            line = {"file": str(path), "error": str(exc)}
+        except OSError as exc:
+            failed += 1
+            line = {"file": str(path), "error": f"cannot read the file: {exc.strerror or exc}"}
+        print(json.dumps(line), flush=True)
+    if failed:
+        raise ValueError(f"{failed} of {len(args.images)} images could not be used")
+
+
+def pretrained_classes(dataset: str) -> tuple[str, ...]:
+    from core import data
+
+    return data.load(dataset, "train").classes
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "augment": cmd_augment,
-            "map": cmd_map, "list": cmd_list}
+            "map": cmd_map, "list": cmd_list, "neighbors": cmd_neighbors}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,3 +6,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED_DIR = Path(os.environ.get("LATENT_LAB_PRETRAINED", ROOT / "pretrained"))
 RUNS_DIR = Path(os.environ.get("LATENT_LAB_RUNS", ROOT / "runs"))
+# Exemplars that users chose to share (uploads saved from the app): outside the repo by default,
+# so a checkout stays clean and every process of one machine sees the same store.
+STORE_DIR = Path(os.environ.get("LATENT_LAB_STORE", Path.home() / ".local" / "share" / "latent-lab" / "store"))
