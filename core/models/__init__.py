@@ -8,12 +8,22 @@ from torch import nn
 
 from core.models.classifier import Classifier
 from core.models.exemplar_vae import ExemplarVAE
+from core.models.gan import GAN
+from core.models.gon import GON, ImplicitGON
+from core.models.gon_ae import GONAutoencoder, ImplicitGONAutoencoder
+from core.models.swav import SwAV
 from core.models.vae import VAE
 
 MODELS: dict[str, type[nn.Module]] = {
     VAE.family: VAE,
     ExemplarVAE.family: ExemplarVAE,
     Classifier.family: Classifier,
+    SwAV.family: SwAV,
+    GAN.family: GAN,
+    GON.family: GON,
+    ImplicitGON.family: ImplicitGON,
+    GONAutoencoder.family: GONAutoencoder,
+    ImplicitGONAutoencoder.family: ImplicitGONAutoencoder,
 }
 
 

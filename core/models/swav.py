@@ -1,0 +1,323 @@
+"""SwAV: self-supervised features and label-free clusters by swapping cluster assignments.
+
+Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster Assignments",
+NeurIPS 2020; official code facebookresearch/swav (``main_swav.py``, ``distributed_sinkhorn``).
+
+Every image is cut into 2 global crops (28 px) and several small crops (14 px). Each global crop's
+L2-normalised projection z is scored against K prototypes (a bias-free linear layer whose rows are
+kept on the unit sphere); Sinkhorn-Knopp turns the scores of the batch into soft codes Q that use
+every prototype equally (ε = 0.05, 3 iterations). Each crop then predicts the code of the *other*
+global crop: cross-entropy between Q and softmax(zᵀC / τ), τ = 0.1 (the "swapped prediction").
+The prototypes stay frozen for the first epoch, as in the paper, so that the codes do not chase
+randomly initialised prototypes. A queue of past global-crop projections joins Sinkhorn when the
+batch is small (fewer than ``QUEUE_BELOW`` images), so the equal partition is over enough samples.
+
+A prototype's index is the image's cluster: ``assign`` gives it with the softmax confidence.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchvision.ops import roi_align
+
+QUEUE_BELOW = 256  # batches smaller than this get a queue of past projections for Sinkhorn
+KNN_K = 20
+KNN_TEMPERATURE = 0.07  # the weighted vote of Wu et al. 2018, as DINO's and SwAV's kNN evaluations
+
+
+@dataclass
+class SwAVConfig:
+    width: int = 32  # channels of the first conv stage; the next two have 2× and 4× as many
+    hidden_dim: int = 256  # projection head's hidden layer
+    proj_dim: int = 64  # the space prototypes live in
+    prototypes: int = 50  # K: several per class, as the paper uses more prototypes than classes
+    temperature: float = 0.1  # τ of the swapped prediction
+    epsilon: float = 0.05  # ε of Sinkhorn-Knopp
+    sinkhorn_iterations: int = 3
+    global_crops: int = 2
+    local_crops: int = 4
+    global_size: int = 28
+    local_size: int = 14
+    global_scale: tuple[float, float] = (0.3, 1.0)  # area share of the image a crop covers
+    local_scale: tuple[float, float] = (0.1, 0.4)
+    flip: bool = True  # horizontal flips (one config for both datasets; a mirrored digit stays near its class)
+    freeze_prototypes_epochs: int = 1
+    queue_length: int = 3840  # projections kept per global crop, used only below QUEUE_BELOW
+    queue_start_epoch: int = 1
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+
+    def __post_init__(self):  # a config read back from a checkpoint has lists, not tuples
+        self.global_scale, self.local_scale = tuple(self.global_scale), tuple(self.local_scale)
+        if self.global_crops != 2:
+            raise ValueError("SwAV swaps the codes of exactly 2 global crops")
+
+
+def conv_stage(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+
+@torch.no_grad()
+def sinkhorn(scores: Tensor, epsilon: float = 0.05, iterations: int = 3) -> Tensor:
+    """Soft codes (B, K) from prototype scores (B, K): each row sums to 1, and every prototype
+    receives about B / K of the mass (the equal partition, SwAV Eq. 3 and its Sinkhorn solver)."""
+    q = torch.exp((scores - scores.max()) / epsilon).t()  # (K, B); the shift cancels when normalised
+    q /= q.sum()
+    k, b = q.shape
+    for _ in range(iterations):
+        q /= q.sum(dim=1, keepdim=True)  # each prototype gets 1/K of the mass
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)  # each sample gets 1/B
+        q /= b
+    return (q * b).t()  # (B, K), rows sum to 1
+
+
+def random_crops(x: Tensor, n: int, size: int, scale: tuple[float, float], flip: bool,
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), generator=None) -> Tensor:
+    """n random resized crops of every image, (n * B, 1, size, size), crop-major.
+
+    RandomResizedCrop's sampling (area share in ``scale``, log-uniform aspect ratio), with its own
+    box for every image: torchvision's ``roi_align`` cuts and resizes all boxes in one call, where
+    a transforms.v2 call on a batch would draw a single box for the whole batch. Brightness and
+    contrast change a little, per crop, as a small colour jitter for grey images.
+    """
+    b, _, h, w = x.shape
+    m = n * b
+    area = torch.empty(m).uniform_(*scale, generator=generator) * h * w
+    log_r = torch.empty(m).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    r = torch.exp(log_r)
+    cw = torch.sqrt(area * r).clamp(2, w)
+    ch = torch.sqrt(area / r).clamp(2, h)
+    x0 = torch.rand(m, generator=generator) * (w - cw)
+    y0 = torch.rand(m, generator=generator) * (h - ch)
+    owner = torch.arange(b).repeat(n).float()  # crop j of image i sits at j * B + i
+    boxes = torch.stack([owner, x0, y0, x0 + cw, y0 + ch], dim=1)  # (m, 5): image, x1, y1, x2, y2
+    crops = roi_align(x, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    if flip:
+        mirrored = torch.rand(m, generator=generator) < 0.5
+        crops = torch.where(mirrored[:, None, None, None], crops.flip(-1), crops)
+    contrast = torch.empty(m, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
+    brightness = torch.empty(m, 1, 1, 1).uniform_(-0.1, 0.1, generator=generator)
+    mean = crops.mean(dim=(1, 2, 3), keepdim=True)
+    return ((crops - mean) * contrast + mean + brightness).clamp(0, 1)
+
+
+class SwAV(nn.Module):
+    family = "swav"
+    Config = SwAVConfig
+    TABLE_COLUMNS = (
+        ("20-NN accuracy", "knn_accuracy", "{:.4f}"),
+        ("pixels 20-NN", "knn_accuracy_pixels", "{:.4f}"),
+        ("vae 20-NN", "knn_accuracy_vae", "{:.4f}"),
+        ("exemplar_vae 20-NN", "knn_accuracy_exemplar_vae", "{:.4f}"),
+        ("NMI", "nmi", "{:.3f}"),
+        ("ARI", "ari", "{:.3f}"),
+        ("prototypes", "prototypes", "{}"),
+        ("largest cluster", "largest_cluster_share", "{:.3f}"),
+        ("test images", "test_images", "{}"),
+    )
+
+    def __init__(self, config: SwAVConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.encoder = nn.Sequential(
+            # A strided first conv: no full-resolution activations, the costliest part on a CPU.
+            nn.Conv2d(1, w, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+            # (B, w, 14, 14) for a 28-px crop, (B, w, 7, 7) for a 14-px one
+            conv_stage(w, 2 * w, pool=True),  # (B, 2w, 7, 7)
+            conv_stage(2 * w, 4 * w, pool=False),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w): any crop size gives one vector
+        )
+        self.features_dim = 4 * w
+        self.head = nn.Sequential(
+            nn.Linear(4 * w, config.hidden_dim), nn.BatchNorm1d(config.hidden_dim), nn.ReLU(),
+            nn.Linear(config.hidden_dim, config.proj_dim),
+        )
+        self.prototypes = nn.Linear(config.proj_dim, config.prototypes, bias=False)
+        self.normalize_prototypes()
+        # Past projections of the 2 global crops; not saved (it is refilled within an epoch).
+        self.register_buffer("queue", torch.zeros(2, config.queue_length, config.proj_dim),
+                             persistent=False)
+        self.queue_filled = 0
+
+    @property
+    def uses_queue(self) -> bool:
+        return self.config.batch_size < QUEUE_BELOW and self.config.queue_length > 0
+
+    @torch.no_grad()
+    def normalize_prototypes(self) -> None:
+        self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+
+    def project(self, x: Tensor) -> Tensor:
+        """L2-normalised projections (B, proj_dim) of crops of any size."""
+        return F.normalize(self.head(self.encoder(x)), dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Prototype scores zᵀC (B, K) of images (B, 1, H, W) in [0, 1]."""
+        return self.prototypes(self.project(x))
+
+    def crops(self, x: Tensor, generator=None) -> tuple[Tensor, Tensor]:
+        """The multi-crop views of a batch: global (2B, 1, 28, 28) and local (nB, 1, 14, 14)."""
+        c = self.config
+        return (random_crops(x, c.global_crops, c.global_size, c.global_scale, c.flip, generator=generator),
+                random_crops(x, c.local_crops, c.local_size, c.local_scale, c.flip, generator=generator))
+
+    def swav_loss(self, x: Tensor, *, epoch: int = 0) -> Tensor:
+        c = self.config
+        b = len(x)
+        global_views, local_views = self.crops(x)
+        z_global, z_local = self.project(global_views), self.project(local_views)
+        scores = self.prototypes(torch.cat([z_global, z_local]))  # (2B + nB, K), crop-major
+        views = scores.split(b)  # one (B, K) block per crop
+        loss = 0.0
+        for i in range(2):
+            with torch.no_grad():
+                s = views[i].detach()
+                if self.uses_queue and epoch >= c.queue_start_epoch and self.queue_filled >= c.queue_length:
+                    s = torch.cat([s, self.prototypes(self.queue[i])])  # only B rows are used
+                q = sinkhorn(s, c.epsilon, c.sinkhorn_iterations)[:b]
+            others = [v for j, v in enumerate(views) if j != i]
+            loss = loss + sum(-(q * F.log_softmax(v / c.temperature, dim=1)).sum(1).mean()
+                              for v in others) / len(others)
+        if self.uses_queue:  # newest first; the oldest batch falls off the end
+            with torch.no_grad():
+                z = z_global.detach().view(2, b, -1)
+                self.queue[:, b:] = self.queue[:, :-b].clone()
+                self.queue[:, :b] = z
+                self.queue_filled = min(c.queue_length, self.queue_filled + b)
+        return loss / 2
+
+    # --- training, through core.train.train_family ---
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": torch.optim.AdamW(self.parameters(), lr=self.config.lr,
+                                          weight_decay=self.config.weight_decay)}
+
+    def on_epoch_start(self, images: Tensor) -> None:
+        self.queue_filled = 0  # start each epoch's queue afresh, like the official code
+
+    def train_step(self, x, y, optimizers, *, epoch: int) -> dict[str, float]:
+        self.normalize_prototypes()
+        loss = self.swav_loss(x, epoch=epoch)
+        opt = optimizers["adam"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if epoch < self.config.freeze_prototypes_epochs:
+            self.prototypes.weight.grad = None  # AdamW skips a parameter without a gradient
+        opt.step()
+        self.normalize_prototypes()
+        return {"loss": loss.item()}
+
+    def curve_point(self, test) -> dict[str, float]:
+        """Cluster balance on the first 2,000 test images: a collapse shows as one big cluster."""
+        cluster, _ = self.assign(test.images[:2000])
+        counts = np.bincount(cluster.numpy(), minlength=self.config.prototypes)
+        return {"largest_cluster_share": float(counts.max() / counts.sum()),
+                "empty_clusters": int((counts == 0).sum())}
+
+    # --- inference ---
+    @torch.no_grad()
+    def encode(self, x: Tensor, batch_size: int = 2000) -> Tensor:
+        """Encoder features (N, 4·width), before the projection head: what kNN and maps use."""
+        self.eval()
+        return torch.cat([self.encoder(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
+    def embed(self, x: Tensor, batch_size: int = 2000) -> Tensor:
+        """L2-normalised projections (N, proj_dim), the space the prototypes live in."""
+        self.eval()
+        return torch.cat([self.project(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
+    def assign(self, x: Tensor, batch_size: int = 2000) -> tuple[Tensor, Tensor]:
+        """Each image's cluster (its highest-scoring prototype) (N,) and the softmax(zᵀC/τ)
+        probability of that prototype (N,), its confidence."""
+        p = torch.softmax(self.prototypes(self.embed(x, batch_size)) / self.config.temperature, dim=1)
+        confidence, cluster = p.max(dim=1)
+        return cluster, confidence
+
+    def map_arrays(self, images: Tensor) -> dict[str, np.ndarray]:
+        """What a shipped map of this model carries besides coordinates: every image's cluster."""
+        cluster, confidence = self.assign(images)
+        return {"cluster": cluster.numpy().astype(np.int16),
+                "confidence": confidence.numpy().astype(np.float32)}
+
+    def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True) -> dict:
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+        from core import data, pretrained
+
+        began = time.perf_counter()
+        train, test = data.load(dataset, "train"), data.load(dataset, "test")
+        images, labels = test.images[:limit], test.labels[:limit]
+        features = {"knn_accuracy": (self.encode(train.images), self.encode(images)),
+                    "knn_accuracy_projection": (self.embed(train.images), self.embed(images)),
+                    "knn_accuracy_pixels": (train.images.flatten(1), images.flatten(1))}
+        for other in ("vae", "exemplar_vae"):
+            try:
+                net, _ = pretrained.load(other, dataset)
+            except pretrained.ArtifactError:
+                continue  # nothing shipped to compare with: the key is left out, not made up
+            features[f"knn_accuracy_{other}"] = (net.encode(train.images), net.encode(images))
+        result = {"dataset": dataset, "test_images": len(labels), "knn_k": KNN_K}
+        for key, (base, query) in features.items():
+            result[key] = cosine_knn_accuracy(base, train.labels, query, labels)
+        cluster, _ = self.assign(images)
+        counts = np.bincount(cluster.numpy(), minlength=self.config.prototypes)
+        result.update(
+            nmi=float(normalized_mutual_info_score(labels.numpy(), cluster.numpy())),
+            ari=float(adjusted_rand_score(labels.numpy(), cluster.numpy())),
+            prototypes=self.config.prototypes,
+            largest_cluster_share=float(counts.max() / counts.sum()),
+            uniform_share=1.0 / self.config.prototypes,
+            empty_clusters=int((counts == 0).sum()),
+            seconds=round(time.perf_counter() - began, 1))
+        return result
+
+
+def cosine_knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tensor,
+                        k: int = KNN_K, temperature: float = KNN_TEMPERATURE) -> float:
+    """k-NN accuracy with cosine similarity (faiss inner product on L2-normalised rows) and the
+    weighted vote of the SwAV/DINO kNN protocol: each neighbour votes exp(similarity / 0.07)."""
+    import faiss
+
+    def unit(z: Tensor) -> np.ndarray:
+        return np.ascontiguousarray(F.normalize(z.float(), dim=1).numpy(), dtype=np.float32)
+
+    index = faiss.IndexFlatIP(train_z.shape[1])
+    index.add(unit(train_z))
+    sim, idx = index.search(unit(test_z), k)
+    weights = torch.exp(torch.from_numpy(sim) / temperature)  # (Q, k)
+    classes = int(train_y.max()) + 1
+    votes = torch.zeros(len(test_z), classes).scatter_add_(1, train_y[torch.from_numpy(idx)], weights)
+    return float((votes.argmax(1) == test_y).float().mean())
+
+
+def cluster_table(cluster: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
+                  prototypes: int) -> list[dict]:
+    """One row per non-empty cluster, largest first: its size, majority label and purity (the
+    majority label's share of the cluster)."""
+    rows = []
+    for c in range(prototypes):
+        members = labels[cluster == c]
+        if len(members) == 0:
+            continue
+        counts = np.bincount(members, minlength=len(classes))
+        rows.append({"cluster": c, "size": len(members), "majority label": classes[counts.argmax()],
+                     "purity": float(counts.max() / len(members))})
+    return sorted(rows, key=lambda r: -r["size"])
+
+
+def confident_members(cluster: np.ndarray, confidence: np.ndarray, c: int, n: int) -> np.ndarray:
+    """Indices of cluster ``c``'s ``n`` most confident members, most confident first."""
+    members = np.flatnonzero(cluster == c)
+    return members[np.argsort(-confidence[members], kind="stable")[:n]]
