@@ -16,6 +16,10 @@ PAGES = [
     HOME,
     PageSpec("views/latent_map.py", "Latent map", ":material/scatter_plot:",
              "Every image on one UMAP per model: click for neighbours, select for galleries."),
+    PageSpec("views/clusters.py", "Clusters", ":material/bubble_chart:",
+             "SwAV's label-free clusters: their map, members, sizes and purity."),
     PageSpec("views/generate.py", "Generate", ":material/auto_awesome:",
              "Samples from each VAE's prior, and reconstructions of test images."),
+    PageSpec("views/upload.py", "Your exemplars", ":material/upload:",
+             "Upload your own images: neighbours, samples around them, their place on the map."),
 ]

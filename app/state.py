@@ -68,13 +68,35 @@ def latents(model: str, name: str) -> dict:
     return {"codes": codes, "index": neighbors.flat_index(codes)}
 
 
+@st.cache_resource(show_spinner="Indexing every image's latent code…")
+def latent_index(model: str, name: str):
+    """The shared exemplar index of a model on a dataset (ids are map indices). Shared by every
+    session, so nothing may change it: a session's uploads go into an index of its own."""
+    from core.latent_index import LatentIndex
+
+    return LatentIndex.from_codes(latents(model, name)["codes"], projection.all_labels(name))
+
+
 def map_figure(model: str, name: str, colour: str, highlight: tuple[int, ...] = ()):
     """Built every run, not cached: 70k points take ~15 ms, and each selection rings others."""
     arrays, ds = load_map(model, name), load_dataset(name, "train")
     labels = projection.all_labels(name).numpy()
-    values = {"recon_error": arrays["recon_error"],
-              "split": np.arange(len(labels)) >= len(ds)}.get(colour)
+    values = {"recon_error": lambda: arrays.get("recon_error"),  # a SwAV map has no decoder errors
+              "split": lambda: np.arange(len(labels)) >= len(ds),
+              "swav_cluster": lambda: swav_clusters(name)}.get(colour, lambda: None)()
+    if values is None and colour in ("recon_error", "swav_cluster"):
+        st.info(f"{figures.COLOURINGS[colour]} is not available here "
+                + ("(this model has no decoder)" if colour == "recon_error" else
+                   f"(no SwAV map is shipped for {name}: `python -m core map swav --dataset {name}`)")
+                + "; coloured by class instead.")
+        colour = "label"
     return figures.latent_map(arrays["coords"], labels, ds.classes, colour, values, list(highlight))
+
+
+def swav_clusters(name: str) -> np.ndarray | None:
+    """Every image's SwAV cluster (the map's order), shipped with the swav map; None without one."""
+    shipped = any(e["kind"] == "map" and e["model"] == "swav" and e["dataset"] == name for e in manifest())
+    return load_map("swav", name)["cluster"].astype(np.int64) if shipped else None
 
 
 def maps_or_stop(name: str) -> list[str]:

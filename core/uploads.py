@@ -59,7 +59,9 @@ def open_image(content: bytes) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(content), formats=FORMATS)  # reads the header only
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own pixel limit
+        raise UploadError(f"the image is far too large; the limit is {MAX_PIXELS // 1_000_000} megapixels") from None
+    except UnidentifiedImageError:
         raise UploadError("this is not an image Latent Lab can read: upload a PNG, JPEG, WebP, BMP or GIF") from None
     except Exception:  # a header that breaks a decoder is still just an unreadable file
         raise UploadError("the file is damaged: its image header cannot be read") from None
@@ -129,7 +131,7 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     border_ink = 1.0 - border if background > 0.5 else border
     noise = 1.4826 * float(np.median(np.abs(border_ink - bg_ink)))  # robust std of the paper
     top = float(np.percentile(ink, 99.9)) if ink.size > 1000 else float(ink.max())
-    if top - bg_ink < MIN_CONTRAST:
+    if top - bg_ink < max(MIN_CONTRAST, 6.0 * noise):  # nothing stands out of the paper's grain
         raise UploadError("the image is blank: no strokes stand out from the background")
     floor = bg_ink + max(4.0 * noise, 0.25 * (top - bg_ink))
     out = np.clip((ink - floor) / max(top - floor, 1e-6), 0.0, 1.0)
@@ -222,6 +224,23 @@ class UploadSession:
     def add_file(self, content: bytes, name: str, label: int = -1) -> Upload:
         return self.add(preprocess(content), name, label)
 
+    def join_store(self, store, dataset: str) -> int:
+        """Add the shared store's saved exemplars to this session (marked shared); their count."""
+        saved = store.load(dataset)
+        for image, label, name in zip(saved["images"], saved["labels"], saved["names"]):
+            self.add(torch.from_numpy(image)[None], str(name), int(label), shared=True)
+        return len(saved["labels"])
+
+    def save_to_store(self, store, dataset: str) -> int:
+        """Save this session's unshared uploads to the shared store; how many were saved."""
+        mine = [u for u in self.uploads.values() if not u.shared]
+        if mine:
+            store.add(dataset, torch.stack([u.image[0] for u in mine]), [u.label for u in mine],
+                      [u.name for u in mine])
+            for u in mine:
+                u.shared = True
+        return len(mine)
+
     def remove(self, uid: int) -> None:
         if uid not in self.uploads:
             raise ValueError(f"no upload with id {uid} in this session")
@@ -245,10 +264,14 @@ class UploadSession:
         return torch.cat([self.model.exemplar_means, torch.stack(own)]) if own else self.model.exemplar_means
 
     @torch.no_grad()
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_prior(self, n: int, generator: torch.Generator | None = None,
+                     own_only: bool = False) -> torch.Tensor:
         """n images from the exemplar prior over the model's exemplars plus this session's
-        uploads (the same draw as ``ExemplarVAE.sample``, without changing the shared model)."""
-        means = self.exemplar_means()
+        uploads (the same draw as ``ExemplarVAE.sample``, without changing the shared model).
+        ``own_only``: the prior over this session's uploads alone."""
+        if own_only and not self.uploads:
+            raise ValueError("add an upload first: the session has no exemplars of its own")
+        means = torch.stack([u.code for u in self.uploads.values()]) if own_only else self.exemplar_means()
         pick = torch.randint(len(means), (n,), generator=generator)
         std = torch.exp(0.5 * self.model.kernel_logvar())
         z = means[pick] + std * torch.randn(n, means.shape[1], generator=generator)

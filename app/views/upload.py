@@ -1,0 +1,139 @@
+import numpy as np
+import streamlit as st
+import torch
+
+from app import state
+from core import figures, images, latent_index, projection, uploads
+
+MODEL = "exemplar_vae"  # the family whose prior is built from exemplars
+K = 10
+AROUND = 16
+TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+
+name = state.dataset()
+st.title("Your exemplars")
+st.caption("Upload photos or drawings: each is preprocessed the way MNIST was made, encoded, and "
+           "becomes an exemplar of the Exemplar VAE's prior, without retraining. Your uploads stay "
+           "in your session until you save them to the shared store.")
+if not any(e["kind"] == "checkpoint" and e["model"] == MODEL and e["dataset"] == name
+           for e in state.manifest()):
+    st.info(f"No {MODEL} is shipped for {name} yet: see the Home page for how to train one.")
+    st.stop()
+model, _ = state.model_or_stop(MODEL, name)
+train, test = state.dataset_or_stop(name, "train"), state.dataset_or_stop(name, "test")
+base = state.latent_index(MODEL, name)
+store = latent_index.ExemplarStore()
+
+key = f"upload_session:{name}"
+if key not in st.session_state:  # one session per dataset, holding only this user's uploads
+    session = uploads.UploadSession(model, base)
+    try:
+        session.join_store(store, name)
+    except (ValueError, OSError) as exc:
+        st.warning(f"The shared store could not be read: {exc}")
+    st.session_state[key] = session
+session: uploads.UploadSession = st.session_state[key]
+prepared: dict = st.session_state.setdefault(f"upload_prepared:{name}", {})  # file id -> result
+added: set = st.session_state.setdefault(f"upload_added:{name}", set())  # file ids already added
+
+
+def exemplar_image(i: int) -> torch.Tensor:
+    """(1, 28, 28) image of an exemplar id: a map index (train then test) or a session upload."""
+    if i in session.uploads:
+        return session.uploads[i].image
+    return train.images[i] if i < len(train) else test.images[i - len(train)]
+
+
+def label_name(label: int) -> str:
+    return train.classes[label] if label >= 0 else "no label"
+
+
+files = st.file_uploader("Images: PNG, JPEG, WebP, BMP or GIF (first frame)", type=TYPES,
+                         accept_multiple_files=True, key=f"files:{name}")
+ready = []
+for file in files or []:
+    if file.file_id not in prepared:
+        try:
+            prepared[file.file_id] = uploads.preprocess(file.getvalue())
+        except uploads.UploadError as exc:
+            prepared[file.file_id] = str(exc)
+    result = prepared[file.file_id]
+    if isinstance(result, str):
+        st.error(f"{file.name}: {result}")
+    elif file.file_id not in added:
+        ready.append((file, result))
+
+if ready:
+    st.subheader("Preprocessed, not added yet")
+    columns = st.columns(min(len(ready), 6))
+    labels = {}
+    for i, (file, image) in enumerate(ready):
+        with columns[i % len(columns)]:
+            st.image(images.grid(image[None], nrow=1, scale=4), caption=file.name)
+            labels[file.file_id] = st.selectbox("Label", [-1, *range(len(train.classes))],
+                                                format_func=label_name, key=f"label:{file.file_id}")
+    if st.button(f"Add {len(ready)} as exemplars", type="primary"):
+        for file, image in ready:
+            session.add(image, file.name, labels[file.file_id])
+            added.add(file.file_id)
+        st.rerun()
+
+if not session.uploads:
+    st.info("Nothing added yet.")
+    st.stop()
+
+ids = list(session.uploads)
+own = [session.uploads[i] for i in ids]
+mine = sum(not u.shared for u in own)
+left, right = st.columns([3, 1])
+left.subheader(f"{len(own)} exemplars of yours ({len(own) - mine} from the shared store)")
+if right.button(f"Save {mine} to the shared store", disabled=not mine,
+                help="Other people's sessions will start with them"):
+    try:
+        saved = session.save_to_store(store, name)
+        st.success(f"Saved {saved} exemplars to the shared store.")
+    except (ValueError, OSError) as exc:
+        st.error(f"Could not save: {exc}")
+
+seed = 0
+for upload in reversed(own):
+    with st.expander(f"{upload.name} ({label_name(upload.label)})", expanded=upload is own[-1]):
+        found = session.neighbors(upload.code, K, exclude=upload.id)
+        a, b, c = st.columns([1, 3, 2])
+        pair = torch.stack([upload.image, session.reconstruction(upload.id)])
+        a.image(images.grid(pair, nrow=1, scale=3), caption="Upload, then its reconstruction")
+        b.image(images.grid(torch.stack([exemplar_image(f["index"]) for f in found]), nrow=K, scale=2),
+                caption="Nearest exemplars: " + ", ".join(
+                    f"{'yours' if f['upload'] else label_name(f['label'])} {f['distance']:.2f}" for f in found))
+        around = session.around(upload.id, AROUND, generator=torch.Generator().manual_seed(seed))
+        c.image(images.grid(around, nrow=8, scale=2),
+                caption=f"{AROUND} samples around it: z ~ N(μ(upload), σ²I), decoded")
+        one, two = st.columns(2)
+        if one.button("Use as interpolation endpoint", key=f"endpoint:{name}:{upload.id}"):
+            ends = list(st.session_state.get("interpolation_endpoints", []))
+            ends.append({"image": upload.image[0].numpy().astype(np.float32), "caption": f"upload {upload.name}"})
+            st.session_state["interpolation_endpoints"] = ends[-2:]
+            st.success("Kept as an interpolation endpoint: open the Interpolation page.")
+        if not upload.shared and two.button("Remove", key=f"remove:{name}:{upload.id}"):
+            session.remove(upload.id)
+            st.rerun()
+
+maps = [e for e in state.manifest() if e["kind"] == "map" and e["model"] == MODEL and e["dataset"] == name]
+if maps:
+    st.subheader("Where they land on the map")
+    arrays, latents = state.load_map(MODEL, name), state.latents(MODEL, name)
+    placed = projection.place(torch.stack([u.code for u in own]), latents["codes"], arrays["coords"],
+                              index=latents["index"])  # the map itself never moves
+    coords = np.concatenate([arrays["coords"], placed])
+    labels = np.concatenate([projection.all_labels(name).numpy(), np.full(len(own), -1)])
+    n = len(arrays["coords"])
+    st.plotly_chart(figures.latent_map(coords, labels, train.classes, highlight=list(range(n, n + len(own)))),
+                    key=f"upload-map:{name}")
+    st.caption("Your exemplars are ringed, placed by the map positions of their nearest exemplars.")
+
+st.subheader("Samples from the prior, now with your exemplars")
+only = st.toggle("Only around my exemplars", value=False,
+                 help=f"The full prior picks each of its {len(session.exemplar_means()):,} exemplars "
+                      "equally often, so yours are rarely drawn")
+samples = session.sample_prior(32, generator=torch.Generator().manual_seed(seed), own_only=only)
+st.image(images.grid(samples, nrow=16, scale=2), caption="Pick an exemplar, draw z ~ N(μ, σ²I), decode")
