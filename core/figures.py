@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly import colors as px_colors
 
 
 def learning_curves(entries: list[dict]) -> go.Figure:
@@ -23,7 +24,10 @@ def learning_curves(entries: list[dict]) -> go.Figure:
     return fig
 
 
-COLOURINGS = {"label": "class", "recon_error": "reconstruction error (nats)", "split": "train / test"}
+COLOURINGS = {"label": "class", "recon_error": "reconstruction error (nats)", "split": "train / test",
+              "swav_cluster": "SwAV cluster"}
+# 24 + 24 distinct colours, cycled: enough that neighbouring clusters rarely share one.
+CLUSTER_PALETTE = px_colors.qualitative.Dark24 + px_colors.qualitative.Light24
 
 
 def latent_map(coords: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
@@ -31,8 +35,9 @@ def latent_map(coords: np.ndarray, labels: np.ndarray, class_names: tuple[str, .
                highlight: list[int] | None = None, height: int = 640) -> go.Figure:
     """Every image as one WebGL point at its map coordinates; ``customdata`` is its index.
 
-    ``colour``: "label" (one trace per class, so the legend names the classes), "split", or
-    "recon_error" (a colour scale over ``values``).
+    ``colour``: "label" (one trace per class, so the legend names the classes), "split",
+    "recon_error" (a colour scale over ``values``), or "swav_cluster" (one trace per SwAV
+    prototype, ``values`` holding each image's cluster).
     """
     if colour not in COLOURINGS:
         raise ValueError(f"unknown colouring {colour!r}; choose one of: {', '.join(COLOURINGS)}")
@@ -47,6 +52,15 @@ def latent_map(coords: np.ndarray, labels: np.ndarray, class_names: tuple[str, .
             marker=dict(marker, color=values, colorscale="Viridis", showscale=True,
                         colorbar=dict(title="nats")),
             hovertemplate="#%{customdata}<br>%{marker.color:.1f} nats<extra></extra>"))
+    elif colour == "swav_cluster":
+        if values is None:
+            raise ValueError("colouring by SwAV cluster needs every image's cluster (a shipped swav map)")
+        for c in np.unique(values):
+            mask = values == c
+            fig.add_trace(go.Scattergl(
+                x=coords[mask, 0], y=coords[mask, 1], mode="markers", customdata=index[mask],
+                name=f"cluster {c}", marker=dict(marker, color=CLUSTER_PALETTE[c % len(CLUSTER_PALETTE)]),
+                hovertemplate=f"#%{{customdata}} cluster {c}<extra></extra>"))
     else:
         groups = ([(name, labels == c) for c, name in enumerate(class_names)] if colour == "label"
                   else [("train", ~values.astype(bool)), ("test", values.astype(bool))])

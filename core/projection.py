@@ -43,9 +43,11 @@ def latent_codes(model, dataset: str, batch_size: int = 2000, progress: bool = T
     """``encode_all`` with each image's reconstruction error, -log p(x | z = code) in nats on its
     fixed binarisation, labels and splits: what a map is made from."""
     codes = encode_all(model, dataset, batch_size, progress)
-    binary = data.binarize_fixed(all_images(dataset))
-    errors = torch.cat([-model.log_likelihood(binary[i : i + batch_size], codes[i : i + batch_size])
-                        for i in range(0, len(codes), batch_size)])
+    errors = None  # a model without a decoder (SwAV) has no reconstruction error
+    if hasattr(model, "log_likelihood"):
+        binary = data.binarize_fixed(all_images(dataset))
+        errors = torch.cat([-model.log_likelihood(binary[i : i + batch_size], codes[i : i + batch_size])
+                            for i in range(0, len(codes), batch_size)])
     is_test = torch.zeros(len(codes), dtype=torch.bool)
     is_test[len(data.load(dataset, "train")):] = True
     return {"codes": codes, "recon_error": errors, "labels": all_labels(dataset), "is_test": is_test}
@@ -97,12 +99,17 @@ def nearest_exemplars(codes: torch.Tensor, i: int, k: int, index=None) -> list[t
 
 
 def build_map(model, dataset: str, seed: int = 0, progress: bool = True) -> tuple[dict, dict]:
-    """Arrays for the map of ``dataset`` under ``model`` (``coords`` (N, 2) and each image's
-    ``recon_error`` (N,)), and the map's quality figures."""
+    """Arrays for the map of ``dataset`` under ``model`` (``coords`` (N, 2), each image's
+    ``recon_error`` (N,) where the model has a decoder, and the model's own ``map_arrays``), and
+    the map's quality figures."""
     began = time.perf_counter()
     latents = latent_codes(model, dataset, progress=progress)
     coords = fit_umap(latents["codes"], seed=seed)
     metrics = quality(latents["codes"], coords, latents["labels"], latents["is_test"], seed=seed)
     metrics.update(points=len(coords), seconds=round(time.perf_counter() - began, 1))
-    arrays = {"coords": coords, "recon_error": latents["recon_error"].numpy().astype(np.float32)}
+    arrays = {"coords": coords}
+    if latents["recon_error"] is not None:
+        arrays["recon_error"] = latents["recon_error"].numpy().astype(np.float32)
+    if hasattr(model, "map_arrays"):  # e.g. SwAV's cluster of every image, so pages need not recompute
+        arrays.update(model.map_arrays(all_images(dataset)))
     return arrays, metrics

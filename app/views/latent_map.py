@@ -79,8 +79,11 @@ elif point is not None:
     st.subheader(f"Image #{point} ({split}): {ds.classes[int(labels[point])]}")
     near = projection.nearest_exemplars(latents["codes"], point, K_NEIGHBOURS, index=latents["index"])
     left, right = st.columns([1, 3])
-    left.image(images.grid(torch.cat([x, model.reconstruct(x)]), nrow=2, scale=4),
-               caption="the image and its reconstruction")
+    if hasattr(model, "reconstruct"):
+        left.image(images.grid(torch.cat([x, model.reconstruct(x)]), nrow=2, scale=4),
+                   caption="the image and its reconstruction")
+    else:  # SwAV has no decoder
+        left.image(images.grid(x, nrow=1, scale=4), caption="the image")
     right.image(images.grid(projection.all_images(name)[[i for i, _ in near]], nrow=K_NEIGHBOURS, scale=3),
                 caption="nearest in latent space: " + ", ".join(
                     f"#{i} {ds.classes[int(labels[i])]} ({d:.2f})" for i, d in near))

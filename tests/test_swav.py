@@ -1,0 +1,212 @@
+"""SwAV: Sinkhorn codes, multi-crop, the training step's rules, measure, and the clusters page."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from core import checkpoint, models, pretrained, train
+from core.models.swav import (SwAV, SwAVConfig, cluster_table, confident_members, cosine_knn_accuracy,
+                              random_crops, sinkhorn)
+
+TINY = {"width": 4, "hidden_dim": 16, "proj_dim": 8, "prototypes": 6, "batch_size": 32}
+
+
+def tiny(**overrides) -> SwAV:
+    torch.manual_seed(0)
+    return models.build("swav", {**TINY, **overrides})
+
+
+def cosine_scores(b: int, k: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    z = F.normalize(torch.randn(b, 8, generator=g), dim=1)
+    c = F.normalize(torch.randn(k, 8, generator=g), dim=1)
+    return z @ c.t()  # (B, K) in [-1, 1], as the model's scores
+
+
+def test_sinkhorn_codes_are_doubly_balanced():
+    b, k = 256, 16
+    q = sinkhorn(cosine_scores(b, k), epsilon=0.05, iterations=3)
+    assert q.shape == (b, k) and (q >= 0).all()
+    torch.testing.assert_close(q.sum(1), torch.ones(b))  # each image's code is a distribution
+    # Three iterations (the paper's setting) balance the prototypes roughly (here within 20%) ...
+    assert (q.sum(0) / (b / k) - 1).abs().max() < 0.25
+    # ... and more iterations converge to the exact equal partition.
+    q = sinkhorn(cosine_scores(b, k), epsilon=0.05, iterations=200)
+    torch.testing.assert_close(q.sum(0), torch.full((k,), b / k), rtol=1e-3, atol=1e-3)
+
+
+def test_sinkhorn_spreads_a_batch_that_prefers_one_prototype():
+    scores = torch.zeros(64, 4)
+    scores[:, 0] = 1.0  # every image scores prototype 0 highest: the collapse Sinkhorn prevents
+    q = sinkhorn(scores + 0.01 * cosine_scores(64, 4), iterations=3)
+    assert q.sum(0).max() < 64 * 0.5  # argmax would give prototype 0 all 64
+
+
+def test_builds_with_the_crop_shapes_and_outputs():
+    model = tiny()
+    x = torch.rand(10, 1, 28, 28)
+    big, small = model.crops(x)
+    assert big.shape == (20, 1, 28, 28) and small.shape == (40, 1, 14, 14)
+    assert 0 <= float(big.min()) and float(big.max()) <= 1 and 0 <= float(small.min()) <= float(small.max()) <= 1
+    model.eval()
+    assert model(x).shape == (10, TINY["prototypes"])
+    assert model(small[:10]).shape == (10, TINY["prototypes"])  # small crops go through the same nets
+    assert model.encode(x).shape == (10, 4 * TINY["width"])
+    torch.testing.assert_close(model.embed(x).norm(dim=1), torch.ones(10))
+    cluster, confidence = model.assign(x)
+    assert cluster.shape == (10,) and ((confidence > 0) & (confidence <= 1)).all()
+
+
+def test_random_crops_differ_per_image():
+    x = torch.rand(1, 1, 28, 28).repeat(8, 1, 1, 1)  # one image, eight times
+    crops = random_crops(x, 1, 14, (0.1, 0.4), flip=False, generator=torch.Generator().manual_seed(0))
+    assert len({tuple(c.flatten()[:20].tolist()) for c in crops}) == 8  # a box of its own each
+
+
+def test_a_bad_config_is_refused():
+    with pytest.raises(ValueError, match="2 global crops"):
+        models.build("swav", {"global_crops": 3})
+
+
+def step(model: SwAV, epoch: int) -> dict:
+    x, y = torch.rand(TINY["batch_size"], 1, 28, 28), torch.zeros(TINY["batch_size"], dtype=torch.long)
+    return model.train_step(x, y, model.configure_optimizers(), epoch=epoch)
+
+
+def test_a_train_step_changes_the_encoder_but_not_the_prototypes_in_epoch_0():
+    model = tiny()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = step(model, epoch=0)
+    assert np.isfinite(stats["loss"]) and stats["loss"] > 0
+    assert not torch.equal(before["encoder.0.weight"], model.encoder[0].weight)
+    assert not torch.equal(before["head.3.weight"], model.head[3].weight)
+    torch.testing.assert_close(model.prototypes.weight, before["prototypes.weight"])
+
+
+def test_prototypes_learn_after_epoch_0_and_stay_unit_vectors():
+    model = tiny()
+    model.train()
+    before = model.prototypes.weight.clone()
+    step(model, epoch=1)
+    assert not torch.allclose(model.prototypes.weight, before)
+    torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(TINY["prototypes"]))
+
+
+def test_a_small_batch_uses_the_queue_once_full():
+    model = tiny(batch_size=32, queue_length=64)
+    assert model.uses_queue and not models.build("swav", {"batch_size": 256}).uses_queue
+    model.train()
+    opts = model.configure_optimizers()
+    x, y = torch.rand(32, 1, 28, 28), torch.zeros(32, dtype=torch.long)
+    for _ in range(3):
+        model.train_step(x, y, opts, epoch=1)
+    assert model.queue_filled == 64
+    torch.testing.assert_close(model.queue.norm(dim=2), torch.ones(2, 64))
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny()
+    model.train()
+    step(model, epoch=1)
+    model.eval()
+    checkpoint.save(tmp_path / "s.pt", model, dataset="mnist", step=1, epoch=1)
+    loaded, payload = checkpoint.load(tmp_path / "s.pt")
+    assert payload["family"] == "swav" and loaded.config == model.config
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(loaded.encode(x), model.encode(x))
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_cosine_knn_matches_a_brute_force_vote():
+    g = torch.Generator().manual_seed(0)
+    base, query = torch.randn(200, 5, generator=g), torch.randn(30, 5, generator=g)
+    base_y, query_y = torch.randint(0, 3, (200,), generator=g), torch.randint(0, 3, (30,), generator=g)
+    sim = F.normalize(query, dim=1) @ F.normalize(base, dim=1).t()
+    top, idx = sim.topk(20, dim=1)
+    votes = torch.zeros(30, 3).scatter_add_(1, base_y[idx], torch.exp(top / 0.07))
+    expected = float((votes.argmax(1) == query_y).float().mean())
+    assert cosine_knn_accuracy(base, base_y, query, query_y) == pytest.approx(expected)
+
+
+def test_cluster_table_and_confident_members():
+    cluster = np.array([0, 0, 0, 2, 2, 0])
+    labels = np.array([1, 1, 0, 2, 2, 1])
+    rows = cluster_table(cluster, labels, ("a", "b", "c"), prototypes=3)
+    assert rows == [{"cluster": 0, "size": 4, "majority label": "b", "purity": 0.75},
+                    {"cluster": 2, "size": 2, "majority label": "c", "purity": 1.0}]
+    confidence = np.array([0.1, 0.9, 0.5, 0.3, 0.8, 0.7])
+    assert confident_members(cluster, confidence, 0, 3).tolist() == [1, 5, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny SwAV trained for 2 epochs on 64 mnist images (the second with learning prototypes)."""
+    out = tmp_path_factory.mktemp("swav-run")
+
+    @dataclass
+    class TinyConfig(SwAVConfig):  # the loop builds the family's default config; make it tiny
+        width: int = TINY["width"]
+        hidden_dim: int = TINY["hidden_dim"]
+        proj_dim: int = TINY["proj_dim"]
+        prototypes: int = TINY["prototypes"]
+        batch_size: int = TINY["batch_size"]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SwAV, "Config", TinyConfig)
+        return train.train("swav", "mnist", train.TrainConfig(epochs=2, limit=64), out=out, progress=False)
+
+
+def test_training_through_the_generic_loop_records_a_curve(tiny_run):
+    model, payload = checkpoint.load(tiny_run)
+    assert payload["epoch"] == 2 and payload["family"] == "swav"
+    assert [h["epoch"] for h in payload["history"]] == [1, 2]
+    assert all(0 < h["largest_cluster_share"] <= 1 for h in payload["history"])
+
+
+def test_measure_with_a_limit(tiny_run):
+    model, _ = checkpoint.load(tiny_run)
+    m = model.measure("mnist", limit=50, progress=False)
+    assert m["test_images"] == 50 and m["prototypes"] == model.config.prototypes
+    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_pixels"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["knn_accuracy_pixels"] > 0.6  # raw pixels are a strong baseline on mnist
+    assert 0.0 <= m["nmi"] <= 1.0 and -1.0 <= m["ari"] <= 1.0
+    assert 1 / model.config.prototypes <= m["largest_cluster_share"] <= 1.0
+    assert 0 <= m["empty_clusters"] < model.config.prototypes
+    shipped = {e["model"] for e in pretrained.read_manifest() if e["dataset"] == "mnist"}
+    for other in ("vae", "exemplar_vae"):  # the comparisons appear exactly when their model ships
+        assert (f"knn_accuracy_{other}" in m) == (other in shipped)
+
+
+def test_clusters_page_renders_a_shipped_model(tiny_run, isolated_dirs):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+    from core import projection
+
+    model, _ = checkpoint.load(tiny_run)
+    metrics = model.measure("mnist", limit=50, progress=False)
+    pretrained.ship(tiny_run, metrics, "python -m core train swav --dataset mnist --epochs 2 --limit 64")
+    # A map for the page to draw: the first two principal axes stand in for the (slow) UMAP here.
+    features = projection.encode_all(model, "mnist")
+    centred = features - features.mean(0)
+    coords = (centred @ torch.linalg.svd(centred, full_matrices=False).Vh[:2].t()).numpy()
+    arrays = {"coords": coords.astype(np.float32), **model.map_arrays(projection.all_images("mnist"))}
+    pretrained.ship_map("swav", "mnist", arrays, {"points": len(coords)}, "test", "test")
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params["dataset"] = "mnist"
+    at.run()
+    at.switch_page("views/clusters.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Clusters"
+    assert len(at.main.get("plotly_chart")) == 1
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) >= 1
+    at.toggle[0].set_value(True).run()  # colour by label
+    assert not at.exception, at.exception
