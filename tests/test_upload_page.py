@@ -1,0 +1,89 @@
+"""The upload page, headless (AppTest): several files at once, each added or shown its error; the
+upload's neighbours, samples and place on the map; endpoints for interpolation; the shared store."""
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import upload_images as ui
+from conftest import ROOT
+from core import paths, pretrained
+from core.latent_index import ExemplarStore
+
+MAIN = str(ROOT / "app" / "main.py")
+PAGE = "views/upload.py"
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "STORE_DIR", tmp_path / "store")
+    return ExemplarStore(tmp_path / "store")
+
+
+def open_page(dataset: str = "mnist") -> AppTest:
+    if not any(e["model"] == "exemplar_vae" and e["dataset"] == dataset for e in pretrained.read_manifest()):
+        pytest.skip(f"no exemplar_vae shipped for {dataset}")
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.query_params["dataset"] = dataset
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def buttons(at: AppTest, prefix: str) -> list:
+    return [b for b in at.button if (b.key or "").startswith(prefix)]
+
+
+def test_upload_add_inspect_share_and_hand_to_interpolation(store):
+    at = open_page()
+    assert not at.error and any("Nothing added yet" in i.value for i in at.info)
+    at.file_uploader[0].set_value([
+        ("seven.png", ui.encode(ui.printed_digit(7)), "image/png"),
+        ("photo.jpg", ui.exif_rotated_jpeg(ui.photographed(ui.printed_digit(3))), "image/jpeg"),
+        ("fake.png", ui.SVG, "image/png"),
+        ("cut.png", ui.encode(ui.photographed(ui.printed_digit(2)))[:3000], "image/png"),
+    ]).run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2 and errors[0].startswith("fake.png: this is SVG")
+    assert errors[1].startswith("cut.png:") and "truncated" in errors[1]
+    assert [s.value for s in at.subheader] == ["Preprocessed, not added yet"]
+    assert len(at.image) == 2  # the 28x28 previews, before anything is added
+    [add] = [b for b in at.button if b.label.startswith("Add 2")]
+    add.click().run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == "2 exemplars of yours (0 from the shared store)"
+    assert any("Where they land on the map" == s.value for s in at.subheader)
+    [chart] = at.main.get("plotly_chart")
+    assert '"name":"selected"' in chart.proto.spec.replace(" ", "")  # the uploads, ringed
+    assert len(at.expander) == 2
+    captions = [c for im in at.image for c in im.captions]
+    [near_seven] = [c for c in captions if c.startswith("Nearest exemplars")][-1:]  # oldest last
+    assert near_seven.count(" 7 ") >= 3, near_seven  # a printed 7 among mnist's 7s
+    assert any(c.startswith("16 samples around it") for c in captions)
+
+    buttons(at, "endpoint:")[0].click().run()
+    buttons(at, "endpoint:")[1].click().run()
+    buttons(at, "endpoint:")[0].click().run()
+    ends = at.session_state["interpolation_endpoints"]
+    assert len(ends) == 2  # the newest two are kept
+    assert all(e["image"].shape == (28, 28) and e["image"].dtype == np.float32 for e in ends)
+    assert all(e["caption"].startswith("upload ") for e in ends)
+
+    at.toggle[0].set_value(True).run()  # the prior over my exemplars alone
+    assert not at.exception, at.exception
+
+    [remove, _] = buttons(at, "remove:")
+    remove.click().run()
+    assert at.subheader[0].value.startswith("1 exemplars of yours")
+    assert len(store.load("mnist")["labels"]) == 0  # nothing shared until the user says so
+    [save] = [b for b in at.button if b.label.startswith("Save 1")]
+    save.click().run()
+    assert not at.exception and any("Saved 1" in s.value for s in at.success)
+    assert len(store.load("mnist")["labels"]) == 1
+
+    other = open_page()  # another user's session starts with the shared exemplar only
+    assert other.subheader[0].value == "1 exemplars of yours (1 from the shared store)"
+    assert not buttons(other, "remove:")  # shared exemplars are not removed from a session
