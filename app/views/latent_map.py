@@ -87,6 +87,14 @@ elif point is not None:
     right.image(images.grid(projection.all_images(name)[[i for i, _ in near]], nrow=K_NEIGHBOURS, scale=3),
                 caption="nearest in latent space: " + ", ".join(
                     f"#{i} {ds.classes[int(labels[i])]} ({d:.2f})" for i, d in near))
+    keep, go = st.columns([1, 3])
+    if keep.button("Use as interpolation endpoint", key=f"endpoint-{name}-{point}"):
+        ends = list(st.session_state.get("interpolation_endpoints", []))
+        ends.append({"image": x[0, 0].numpy().astype("float32"),
+                     "caption": f"map #{point} {ds.classes[int(labels[point])]}"})
+        st.session_state["interpolation_endpoints"] = ends[-2:]  # the convention: 2 kept, newest last
+        go.page_link("views/interpolate.py", label="Interpolate between the last two kept",
+                     icon=":material/linear_scale:")
     if model_name == "exemplar_vae" and st.button("Generate around this"):
         around = model.generate_from(x, per_image=16, generator=torch.Generator().manual_seed(point))
         st.image(images.grid(around[0], nrow=16, scale=3),

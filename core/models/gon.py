@@ -140,6 +140,7 @@ class GradientOrigin(nn.Module):
 
     family = ""
     Config = GONConfig
+    renders_any_size = False
     decoder: nn.Module
     TABLE_COLUMNS = (
         ("recon MSE (sum over pixels)", "recon_mse", "{:.2f}"),
@@ -264,6 +265,7 @@ class GON(GradientOrigin):
 class ImplicitGON(GradientOrigin):
     family = "implicit_gon"
     Config = ImplicitGONConfig
+    renders_any_size = True  # a function of continuous coordinates: decode(z, size) for any size
 
     def __init__(self, config: ImplicitGONConfig):
         super().__init__()

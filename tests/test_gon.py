@@ -1,0 +1,186 @@
+"""Gradient Origin Networks (core.models.gon, gon_ae), interpolation (core.interpolation) and the
+Interpolate page."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import checkpoint, interpolation, models, pretrained
+from core.models.gon import pixel_centres, squared_error
+
+SMALL = {"gon": {"width": 4}, "implicit_gon": {"hidden": 16, "layers": 2},
+         "gon_ae": {"width": 4, "encoder_width": 4}, "implicit_gon_ae": {"hidden": 16, "layers": 2, "encoder_width": 4}}
+
+
+def small(family: str):
+    torch.manual_seed(0)
+    return models.build(family, SMALL[family])
+
+
+def images(n: int = 4) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("family", list(SMALL))
+def test_builds_and_reconstructs_with_the_right_shapes(family):
+    model = small(family).eval()
+    x = images()
+    z = model.encode(x)
+    assert z.shape == (4, 32)
+    out = model.decode(z)
+    assert out.shape == (4, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+    assert model.reconstruct(x).shape == x.shape
+
+
+@pytest.mark.parametrize("family", ["gon", "implicit_gon"])
+def test_the_latent_is_minus_the_gradient_at_the_origin(family):
+    model = small(family).eval()
+    x = images(3)
+    z0 = torch.zeros(3, 32, requires_grad=True)
+    squared_error(model.decoder(z0), x).sum().backward()
+    assert torch.allclose(model.encode(x), -z0.grad, atol=1e-6)
+    # Each image's latent is its own: encoding it alone gives the same row.
+    assert torch.allclose(model.encode(x[1:2]), -z0.grad[1:2], atol=1e-6)
+    assert not torch.equal(model.encode(x), torch.zeros(3, 32))
+
+
+@pytest.mark.parametrize("family", list(SMALL))
+def test_a_train_step_changes_the_weights_and_the_inner_gradient_is_second_order(family):
+    model = small(family).train()
+    optimizers = model.configure_optimizers()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = model.train_step(images(8), torch.zeros(8, dtype=torch.long), optimizers, epoch=0)
+    assert np.isfinite(stats["loss"])
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("decoder" in k for k in changed)
+    if family.endswith("gon"):
+        # create_graph=True: the latent itself depends on the weights, so the loss's gradient
+        # has a path through it (without it, z would be a constant).
+        z = model.gradient_origin(images(2), create_graph=True)
+        assert z.requires_grad
+
+
+def test_save_load_round_trip_keeps_weights_and_sampling_gaussian(tmp_path):
+    model = small("implicit_gon").eval()
+    model.fit_latent_gaussian(images(40))
+    checkpoint.save(tmp_path / "m.pt", model, dataset="mnist", step=1, epoch=1)
+    loaded, payload = checkpoint.load(tmp_path / "m.pt")
+    assert payload["family"] == "implicit_gon" and payload["config"]["hidden"] == 16
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(model.sample(5, g()), loaded.sample(5, g()))
+    cov = loaded.latent_scale_tril @ loaded.latent_scale_tril.T
+    z = model.encode(images(40))
+    assert torch.allclose(cov, torch.cov(z.T), atol=1e-3 * cov.abs().max().item() + 1e-4)
+
+
+def test_slerp_and_lerp_ends_are_exactly_the_endpoints():
+    z0, z1 = torch.randn(32), torch.randn(32)
+    for method in interpolation.METHODS:
+        p = interpolation.path(z0, z1, 7, method)
+        assert p.shape == (7, 32)
+        assert torch.equal(p[0], z0) and torch.equal(p[-1], z1), method
+    # slerp keeps equal norms on the arc between two latents of equal norm
+    p = interpolation.path(z0, z1 * z0.norm() / z1.norm(), 9, "slerp")
+    assert torch.allclose(p.norm(dim=1), z0.norm().expand(9), rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        interpolation.path(z0, z1, 5, "cubic")
+    with pytest.raises(ValueError, match="steps"):
+        interpolation.path(z0, z1, 1)
+
+
+def test_interpolation_and_corner_grid_shapes_and_ends():
+    model = small("gon").eval()
+    x = images(4)
+    strip = interpolation.interpolate(model, x[0], x[1], 6, "linear")
+    assert strip.shape == (6, 1, 28, 28)
+    assert torch.allclose(strip[0], model.reconstruct(x[:1])[0], atol=1e-6)
+    grid = interpolation.corner_grid(model, x, 8)
+    assert grid.shape == (64, 1, 28, 28)
+    recon = model.reconstruct(x)
+    for corner, i in zip(range(4), (0, 7, 56, 63)):
+        assert torch.allclose(grid[i], recon[corner], atol=1e-5)
+
+
+def test_super_resolution_sizes_and_only_for_the_implicit_gon():
+    model = small("implicit_gon").eval()
+    renders = interpolation.super_resolution(model, images(1)[0, 0].numpy())
+    assert list(renders) == [28, 56, 112, 224]
+    for size, pair in renders.items():
+        assert pair["implicit"].shape == pair["bicubic"].shape == (size, size)
+        assert pair["implicit"].dtype == np.uint8
+    # At 28 px, the render is the 28 px decode: pixel centres of the two grids agree.
+    assert np.array_equal(renders[28]["implicit"], renders[28]["bicubic"])
+    assert torch.allclose(pixel_centres(56)[0], torch.tensor([-1 + 1 / 56, -1 + 1 / 56]))
+    with pytest.raises(ValueError, match="implicit_gon"):
+        interpolation.super_resolution(small("gon"), images(1))
+
+
+def test_png_and_gif_bytes_decode_with_pil():
+    model = small("gon").eval()
+    frames = interpolation.interpolate(model, images(2)[0], images(2)[1], 5)
+    png = Image.open(io.BytesIO(interpolation.png_bytes(interpolation.strip(frames))))
+    assert png.format == "PNG" and png.size == (5 * (84 + 2) + 2, 84 + 4)
+    # (Pillow merges identical consecutive frames, and an untrained net's frames barely differ.)
+    gif = Image.open(io.BytesIO(interpolation.gif_bytes(images(5), scale=2)))
+    assert gif.format == "GIF" and gif.n_frames == 8 and gif.size == (56, 56)  # 5 there, 3 back
+
+
+def test_bad_images_are_refused_with_a_plain_message():
+    with pytest.raises(ValueError, match="28×28"):
+        interpolation.as_batch(np.zeros((32, 32)))
+
+
+@pytest.fixture
+def shipped_small_gons(isolated_dirs):
+    """Tiny untrained GONs shipped into a temporary pretrained/, as the page loads them."""
+    import streamlit as st
+
+    runs, _ = isolated_dirs
+    for family in ("gon", "implicit_gon"):
+        run = runs / f"{family}-mnist" / "checkpoint.pt"
+        checkpoint.save(run, small(family).eval(), dataset="mnist", step=0, epoch=0)
+        pretrained.ship(run, {"recon_mse": 0.0}, f"test fixture {family}")
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def test_interpolate_page_with_endpoints_handed_over(shipped_small_gons):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.query_params["dataset"] = "mnist"
+    at.run()
+    ends = [{"image": np.full((28, 28), v, np.float32), "caption": c} for v, c in ((0.1, "map #5"), (0.9, "upload x"))]
+    at.session_state["interpolation_endpoints"] = ends
+    at.switch_page("views/interpolate.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    pickers = [s for s in at.selectbox if s.label.startswith("Endpoint")]
+    assert [p.value for p in pickers] == [0, 1]  # preselected: the first and second handed over
+    assert "map #5 → upload x" in at.subheader[0].value
+    at.slider[0].set_value(5).run()
+    assert not at.exception, at.exception
+    assert any(s.value == "Super-resolution" for s in at.subheader)
+
+
+@pytest.mark.slow
+def test_shipped_gons_beat_nothing_silently():
+    """The shipped GONs' recorded numbers come from their own measure (rerun on 200 images)."""
+    for family in ("gon", "implicit_gon"):
+        for dataset in ("mnist", "fashion-mnist"):
+            try:
+                model, entry = pretrained.load(family, dataset)
+            except pretrained.ArtifactError:
+                pytest.skip(f"{family} on {dataset} not shipped")
+            m = model.measure(dataset, limit=200)
+            assert m["params"] == entry["metrics"]["params"]
+            assert m["recon_mse"] > 0 and "ae_recon_mse" in m
