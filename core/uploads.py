@@ -16,7 +16,6 @@ message, before anything is added anywhere.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,11 +54,11 @@ def open_image(content: bytes) -> Image.Image:
     markup = _looks_like_markup(content[:2048])
     if markup:
         raise UploadError(f"this is {markup}, not a picture: upload a PNG, JPEG, WebP, BMP or GIF")
+    # No warnings.catch_warnings() here: it is not thread-safe, and every session is a thread.
+    # PIL's bomb warning (89-179 Mpx) needs no handling: the 40 Mpx check below refuses those.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(content), formats=FORMATS)  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own pixel limit
+        im = Image.open(io.BytesIO(content), formats=FORMATS)  # reads the header only
+    except Image.DecompressionBombError:  # PIL's own limit (> 179 Mpx), raised by the header
         raise UploadError(f"the image is far too large; the limit is {MAX_PIXELS // 1_000_000} megapixels") from None
     except UnidentifiedImageError:
         raise UploadError("this is not an image Latent Lab can read: upload a PNG, JPEG, WebP, BMP or GIF") from None
@@ -72,14 +71,12 @@ def open_image(content: bytes) -> Image.Image:
     if width < 1 or height < 1:
         raise UploadError("the image has no pixels")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.seek(0)  # an animated GIF or WebP: its first frame
-            if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
-                im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG decodes at 1/2..1/8 scale for free
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        im.seek(0)  # an animated GIF or WebP: its first frame
+        if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
+            im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG decodes at 1/2..1/8 scale for free
+        im.load()
+        im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError:
         raise UploadError(f"the image is too large; the limit is {MAX_PIXELS // 1_000_000} megapixels") from None
     except Exception:  # truncated data, bad chunks, broken EXIF: PIL raises many kinds
         raise UploadError("the file is truncated or damaged: its pixels cannot be read") from None
