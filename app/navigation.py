@@ -20,6 +20,8 @@ PAGES = [
              "SwAV's label-free clusters: their map, members, sizes and purity."),
     PageSpec("views/generate.py", "Generate", ":material/auto_awesome:",
              "Samples from each VAE's prior, and reconstructions of test images."),
+    PageSpec("views/drs.py", "Rejection sampling", ":material/filter_alt:",
+             "GAN samples sorted by the calibrated discriminator's acceptance; the γ trade-off; the 25-Gaussians toy."),
     PageSpec("views/interpolate.py", "Interpolate", ":material/linear_scale:",
              "GON interpolations between any two images, beside the VAEs'; four-corner grids; super-resolution."),
     PageSpec("views/upload.py", "Your exemplars", ":material/upload:",

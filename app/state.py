@@ -107,3 +107,23 @@ def maps_or_stop(name: str) -> list[str]:
                 f"`python -m core map vae --dataset {name}`.")
         st.stop()
     return shipped
+
+
+@st.cache_resource(show_spinner="BurnIn: scoring 10,000 GAN samples…")
+def drs_max_logit(name: str) -> float:
+    """D̃*_M of the shipped GAN, from the BurnIn draw (seeded, so every session starts alike)."""
+    from core import drs
+    import torch
+
+    gan, _ = load_model("gan", name)
+    return drs.burn_in(gan, drs.BURN_IN_SAMPLES, torch.Generator().manual_seed(0))
+
+
+@st.cache_data(show_spinner="Drawing and scoring samples…", max_entries=8)
+def drs_draw(name: str, n: int, seed: int):
+    """N samples scored once; every γ slider move only re-thresholds these scores."""
+    from core import drs
+    import torch
+
+    gan, _ = load_model("gan", name)
+    return drs.draw(gan, n, drs_max_logit(name), torch.Generator().manual_seed(seed))

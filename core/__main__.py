@@ -61,6 +61,8 @@ def make_parser() -> Parser:
     p.add_argument("--limit", type=positive, help="the first N test images only")
     p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
     p.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of the shipped one")
+    p.add_argument("--record", action="store_true",
+                   help="studies that make arrays for a page (drs-toy): ship them to pretrained/")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -118,12 +120,18 @@ def cmd_evaluate(args) -> None:
 
     if args.model in STUDIES:
         import importlib
+        import inspect
 
         module, function = STUDIES[args.model].split(":")
-        metrics = getattr(importlib.import_module(module), function)(
-            args.dataset, limit=args.limit, progress=not args.quiet)
+        study = getattr(importlib.import_module(module), function)
+        options = {"record": True} if args.record else {}
+        if args.record and "record" not in inspect.signature(study).parameters:
+            raise ValueError(f"--record does not apply to {args.model}")
+        metrics = study(args.dataset, limit=args.limit, progress=not args.quiet, **options)
         print_metrics({"study": args.model, **metrics}, args.json)
         return
+    if args.record:
+        raise ValueError(f"--record applies to studies ({', '.join(STUDIES)}), not to {args.model}")
     if args.checkpoint:
         model, payload = checkpoint.load(args.checkpoint)
         if payload["family"] != args.model:

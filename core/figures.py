@@ -97,3 +97,27 @@ def label_histogram(labels: np.ndarray, class_names: tuple[str, ...]) -> go.Figu
     fig = go.Figure(go.Bar(x=list(class_names), y=counts))
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="images")
     return fig
+
+
+def acceptance_histogram(f_hat: np.ndarray) -> go.Figure:
+    """F̂ = F − γ of every drawn sample; right of 0 a sample is accepted with probability > ½."""
+    fig = go.Figure(go.Histogram(x=f_hat, nbinsx=60, marker_color="#4c78a8"))
+    fig.add_vline(x=0.0, line_dash="dash", annotation_text="acceptance ½")
+    fig.update_layout(xaxis_title="F̂ = F − γ", yaxis_title="samples", height=280,
+                      margin=dict(l=10, r=10, t=30, b=10), bargap=0.02)
+    return fig
+
+
+def point_clouds(clouds: dict[str, np.ndarray], titles: dict[str, str], size: int = 320) -> list[go.Figure]:
+    """One square scatter per cloud of 2-D points, on shared axes (the DRS toy)."""
+    everything = np.concatenate(list(clouds.values()))
+    low, high = np.percentile(everything, [0.5, 99.5], axis=0).min(), np.percentile(everything, [0.5, 99.5], axis=0).max()
+    figures = []
+    for key, points in clouds.items():
+        fig = go.Figure(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers",
+                                     marker=dict(size=2, opacity=0.4, color="#4c78a8")))
+        fig.update_xaxes(range=[low - 0.2, high + 0.2])
+        fig.update_yaxes(range=[low - 0.2, high + 0.2], scaleanchor="x")
+        fig.update_layout(title=titles.get(key, key), height=size, margin=dict(l=10, r=10, t=40, b=10))
+        figures.append(fig)
+    return figures

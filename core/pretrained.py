@@ -59,8 +59,9 @@ def find(model: str, dataset: str, kind: str = "checkpoint") -> dict[str, Any]:
             return entry
     shipped = ", ".join(f"{e['model']} on {e['dataset']}" for e in entries) or "nothing"
     how = {"checkpoint": f"python -m core train {model} --dataset {dataset}",
-           "map": f"python -m core map {model} --dataset {dataset}"}[kind]
-    noun = {"checkpoint": model, "map": f"map of {model}"}[kind]
+           "map": f"python -m core map {model} --dataset {dataset}",
+           "study": f"python -m core evaluate {model} --record"}[kind]
+    noun = {"checkpoint": model, "map": f"map of {model}", "study": f"{model} study"}[kind]
     raise ArtifactError(f"no shipped {noun} for {dataset} (shipped: {shipped}); make one with: {how}")
 
 
@@ -154,6 +155,27 @@ def ship_map(model: str, dataset: str, arrays: dict[str, np.ndarray], metrics: d
     }
     write_manifest([e for e in read_manifest() if e["name"] != name] + [entry])
     return entry
+
+
+def ship_study(study: str, dataset: str, arrays: dict[str, np.ndarray], metrics: dict[str, Any],
+               command: str, commit: str) -> dict[str, Any]:
+    """A study's arrays (e.g. the DRS toy's point clouds) and metrics, for pages to show."""
+    name = f"study-{artifact_name(study, dataset)}"
+    path = PRETRAINED_DIR / f"{name}.npz"
+    tmp = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    entry = {"name": name, "kind": "study", "model": study, "dataset": dataset,
+             "path": f"pretrained/{path.name}", "sha256": sha256(path), "bytes": path.stat().st_size,
+             "command": command, "commit": commit, "metrics": metrics}
+    write_manifest([e for e in read_manifest() if e["name"] != name] + [entry])
+    return entry
+
+
+def load_study(study: str, dataset: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    entry = find(study, dataset, kind="study")
+    with np.load(verify(entry), allow_pickle=False) as f:
+        return {key: f[key] for key in f.files}, entry
 
 
 def load_map(model: str, dataset: str) -> dict[str, np.ndarray]:

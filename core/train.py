@@ -11,7 +11,11 @@ trains through ``train_family``, and for that it provides, on its model class:
   (B, 1, 28, 28) in [0, 1] and labels (B,); it does its own backward and steps, and returns numbers
   for the log, ``loss`` among them;
 - optionally ``on_epoch_start(images)`` and ``curve_point(test: ImageDataset) -> dict[str, float]``
-  (a cheap test measurement for the learning curve, after each epoch).
+  (a cheap test measurement for the learning curve, after each epoch);
+- optionally ``Config.holdout_fraction``: that share of the training images (the last ones) is
+  kept out of training, and
+  ``after_training(train_set, progress)`` runs once the run reaches its last epoch (a GAN
+  calibrates its discriminator on those held-out images there) and returns numbers for the log.
 """
 
 from __future__ import annotations
@@ -146,6 +150,10 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
     return path
 
 
+def held_out_count(model, n_train: int) -> int:
+    return int(n_train * getattr(model.config, "holdout_fraction", 0.0))
+
+
 def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
                  resume: bool, progress: bool) -> Path:
     """The loop for every family that brings its own ``train_step`` (see the module docstring)."""
@@ -169,6 +177,9 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         return path
     train_set, test_set = data.load(dataset, "train"), data.load(dataset, "test")
     images, labels = train_set.images, train_set.labels
+    holdout = held_out_count(model, len(images))
+    if holdout:
+        images, labels = images[:-holdout], labels[:-holdout]
     if config.limit:
         images, labels = images[: config.limit], labels[: config.limit]
     batch_size = model.config.batch_size
@@ -202,6 +213,15 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         history.append(point)
         epochs.set_postfix({k: f"{v:.3g}" for k, v in point.items() if k not in ("epoch", "seconds")})
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=epoch + 1, metrics={},
+                        optimizer={name: o.state_dict() for name, o in optimizers.items()},
+                        rng=torch.get_rng_state(), train_config=asdict(config), history=history,
+                        seconds=seconds, commit=commit)
+    if hasattr(model, "after_training"):
+        began = time.perf_counter()
+        history[-1].update(model.after_training(train_set, progress=progress))
+        seconds += time.perf_counter() - began
+        history[-1]["seconds"] = round(seconds, 1)
+        checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
                         seconds=seconds, commit=commit)

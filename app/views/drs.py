@@ -1,0 +1,79 @@
+import streamlit as st
+import torch
+
+from app import state
+from core import drs, figures, images, pretrained
+
+name = state.dataset()
+st.title("Discriminator Rejection Sampling")
+st.caption("Azadi et al., ICLR 2019. The GAN's calibrated discriminator scores every sample; a sample "
+           "is kept with probability sigmoid(F − γ), where γ is a percentile of the scores F.")
+
+entry = next((e for e in state.manifest()
+              if e["kind"] == "checkpoint" and e["model"] == "gan" and e["dataset"] == name), None)
+if entry is None:
+    st.info(f"No GAN is shipped for {name} yet. Train one with `python -m core train gan --dataset {name}`, "
+            f"then `python -m core ship gan --dataset {name}`.")
+    st.stop()
+state.model_or_stop("gan", name)
+
+m = entry["metrics"]
+st.subheader("Measured on the shipped GAN")
+cols = st.columns(4)
+cols[0].metric("FD, GAN", f"{m['fd_gan']:.2f}", help="Fréchet distance to the test set in the features "
+               "of the project's own classifier (lower is better)")
+cols[1].metric("FD, GAN + DRS", f"{m['fd_drs']:.2f}", f"{m['fd_change']:+.1%}", delta_color="inverse")
+cols[2].metric("Acceptance rate", f"{m['acceptance_rate']:.1%}", help=f"at the {m['gamma_percentile']:g}th percentile")
+cols[3].metric("Real training images", f"{m['fd_train_images']:.2f}", help="FD of real images: the floor")
+st.caption(f"{m['samples']:,} samples each; classifier test accuracy {m['classifier_accuracy']:.2%}. "
+           f"Rebuilt with `{entry['command']}`.")
+
+st.subheader("Your draw")
+left, middle, right = st.columns(3)
+n = left.select_slider("Samples to draw", options=[200, 500, 1000, 2000, 5000], value=1000)
+seed = middle.number_input("Seed", min_value=0, max_value=2**31 - 1, value=1, step=1)
+percentile = right.slider("γ percentile", 0, 99, int(m["gamma_percentile"]),
+                          help="γ is this percentile of F over the draw: higher keeps fewer, better samples")
+try:
+    draw = state.drs_draw(name, int(n), int(seed))
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+gamma = draw.gamma(percentile)
+probability = drs.acceptance_probability(draw.f, gamma)
+accepted = draw.accepted(percentile)
+st.metric("Accepted in this draw", f"{int(accepted.sum()):,} of {n:,} ({accepted.float().mean():.1%})")
+
+order = torch.argsort(probability, descending=True)
+per_row = 8
+best, worst = order[:per_row * 2], order[-per_row * 2:].flip(0)
+high, low = st.columns(2)
+for col, picks, title in ((high, best, "Highest acceptance"), (low, worst, "Lowest acceptance")):
+    with col:
+        st.markdown(f"**{title}**")
+        st.image([draw.images[i, 0].numpy() for i in picks], width=64,
+                 caption=[f"{probability[i]:.2f}" for i in picks])
+
+st.plotly_chart(figures.acceptance_histogram((draw.f - gamma).numpy()))
+kept, dropped = st.columns(2)
+for col, mask, title in ((kept, accepted, "Accepted"), (dropped, ~accepted, "Rejected")):
+    chosen = draw.images[mask][:64]
+    col.markdown(f"**{title}** ({int(mask.sum()):,}; first 64 shown)")
+    if len(chosen):
+        col.image(images.grid(chosen, nrow=8))
+
+st.subheader("The 25-Gaussians toy (the paper's Figure 3)")
+try:
+    clouds, toy = pretrained.load_study("drs-toy", "toy")
+except pretrained.ArtifactError as exc:
+    st.info(str(exc))
+    st.stop()
+t = toy["metrics"]
+titles = {"real": "Real: 25 Gaussians, σ = 0.05",
+          "gan": f"GAN: {t['hq_gan']:.0%} high quality, {t['modes_gan']} modes",
+          "drs": f"GAN + DRS: {t['hq_drs']:.0%} high quality, {t['modes_drs']} modes"}
+for col, fig in zip(st.columns(3), figures.point_clouds({k: clouds[k] for k in ("real", "gan", "drs")}, titles)):
+    col.plotly_chart(fig)
+st.caption(f"High quality: within 4σ of a centre. Acceptance rate {t['acceptance_rate']:.1%} at the "
+           f"{t['gamma_percentile']:g}th percentile; std of the high-quality points "
+           f"{t['hq_std_gan']:.3f} → {t['hq_std_drs']:.3f}. Rebuilt with `{toy['command']}`.")

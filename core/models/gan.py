@@ -1,0 +1,187 @@
+"""A DCGAN for 28×28 images, with the discriminator calibration that Discriminator Rejection
+Sampling needs (Azadi, Olsson, Darrell, Goodfellow & Odena, ICLR 2019; the paper has no official
+code; ``core/drs.py`` holds the sampling rule).
+
+DCGAN (Radford et al. 2016): transposed convolutions with BatchNorm and ReLU in G, strided
+convolutions with LeakyReLU in D, Adam(2e-4, β1 = 0.5), the non-saturating loss.
+
+DRS reads D's logit D̃(x) as an estimate of log p_data(x)/p_g(x). That holds for the optimal D
+only, so after GAN training D keeps training against the frozen G on real images the GAN never
+saw (the last tenth of the training images) and fresh fakes, with early stopping on a validation
+split of both (section 3.2 of the paper: "calibrate D" / keep training it).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class GANConfig:
+    nz: int = 64  # latent size
+    width: int = 64  # channels of G's last and D's first conv layer
+    batch_size: int = 64
+    lr: float = 2e-4
+    holdout_fraction: float = 0.1  # the last tenth of the training images, unseen by the GAN, calibrate D
+    calibration_steps: int = 3000  # upper bound; early stopping usually ends it sooner
+    calibration_patience: int = 5  # validations (every 100 steps) without improvement
+
+
+class Generator(nn.Module):
+    def __init__(self, nz: int, width: int):
+        super().__init__()
+        w = width
+        self.project = nn.Sequential(nn.Linear(nz, 2 * w * 7 * 7, bias=False),
+                                     nn.BatchNorm1d(2 * w * 7 * 7), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),  # (B, w, 14, 14)
+            nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Tanh(),  # (B, 1, 28, 28) in [-1, 1]
+        )
+        self.width = width
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.project(z).view(len(z), 2 * self.width, 7, 7))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, 14, 14)
+            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # (B, 2w, 7, 7)
+            nn.Flatten(),
+            nn.Linear(2 * w * 7 * 7, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logit D̃(x), shape (B,), of images in [-1, 1]."""
+        return self.body(x).squeeze(1)
+
+
+class GAN(nn.Module):
+    family = "gan"
+    Config = GANConfig
+    TABLE_COLUMNS = (("FD GAN", "fd_gan", "{:.2f}"), ("FD GAN+DRS", "fd_drs", "{:.2f}"),
+                     ("FD change", "fd_change", "{:+.1%}"), ("acceptance", "acceptance_rate", "{:.1%}"),
+                     ("γ percentile", "gamma_percentile", "{}"), ("samples", "samples", "{}"))
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        self.config = config
+        self.generator = Generator(config.nz, config.width)
+        self.discriminator = Discriminator(config.width)
+        # Set by calibrate(): 1 once D has been calibrated for DRS.
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 1000) -> torch.Tensor:
+        """n images (n, 1, 28, 28) in [0, 1]."""
+        self.eval()
+        out = []
+        for start in range(0, n, batch_size):
+            z = torch.randn(min(batch_size, n - start), self.config.nz, generator=generator)
+            out.append(self.generator(z))
+        return (torch.cat(out) + 1) / 2
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """D̃(x) of images (N, 1, 28, 28) in [0, 1]; (N,)."""
+        self.eval()
+        return torch.cat([self.discriminator(images[i : i + batch_size] * 2 - 1)
+                          for i in range(0, len(images), batch_size)])
+
+    # --- GAN training, through core.train.train_family ---
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (0.5, 0.999)
+        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=betas),
+                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas)}
+
+    def train_step(self, x, y, optimizers, *, epoch: int) -> dict[str, float]:
+        real = x * 2 - 1
+        fake = self.generator(torch.randn(len(x), self.config.nz))
+        ones, zeros = torch.ones(len(x)), torch.zeros(len(x))
+        d_loss = (F.binary_cross_entropy_with_logits(self.discriminator(real), ones)
+                  + F.binary_cross_entropy_with_logits(self.discriminator(fake.detach()), zeros))
+        optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizers["discriminator"].step()
+        # Non-saturating generator loss: maximise log D(G(z)).
+        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
+        optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        optimizers["generator"].step()
+        return {"loss": (d_loss + g_loss).item(), "d_loss": d_loss.item(), "g_loss": g_loss.item()}
+
+    def curve_point(self, test) -> dict[str, float]:
+        """D's accuracy on 1,000 test images against 1,000 fakes: near 0.5 when G keeps up."""
+        real = self.logits(test.images[:1000]) > 0
+        fake = self.logits(self.sample(1000, torch.Generator().manual_seed(0))) < 0
+        return {"d_accuracy": torch.cat([real, fake]).float().mean().item()}
+
+    def after_training(self, train_set, progress: bool = True) -> dict[str, float]:
+        """Calibrate D for DRS on the held-out real images and fresh fakes (G frozen)."""
+        from core.train import held_out_count
+
+        held_out = held_out_count(self, len(train_set.images))
+        return calibrate(self, train_set.images[-held_out:], progress=progress)
+
+    def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True) -> dict:
+        from core import drs
+
+        return drs.study(dataset, limit=limit, progress=progress, model=self)
+
+
+def calibrate(gan: GAN, held_out: torch.Tensor, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Keep training D alone, real held-out images against fresh fakes, until its validation loss
+    stops falling; keep the best D. Returns the validation losses before and after."""
+    from tqdm.auto import tqdm
+
+    config = gan.config
+    rng = torch.Generator().manual_seed(seed)
+    n_val = len(held_out) // 5
+    val_real, fit_real = held_out[:n_val], held_out[n_val:]
+    val_fake = gan.sample(n_val, rng)
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            logits = torch.cat([gan.logits(val_real), gan.logits(val_fake)])
+            target = torch.cat([torch.ones(n_val), torch.zeros(n_val)])
+            return F.binary_cross_entropy_with_logits(logits, target).item()
+
+    gan.generator.eval()
+    optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    before = best = val_loss()
+    best_state, waited, step = copy.deepcopy(gan.discriminator.state_dict()), 0, 0
+    bar = tqdm(range(config.calibration_steps), desc="calibrate D", unit="step", disable=not progress)
+    for step in bar:
+        gan.discriminator.train()
+        real = fit_real[torch.randint(len(fit_real), (config.batch_size,), generator=rng)] * 2 - 1
+        with torch.no_grad():
+            fake = gan.generator(torch.randn(config.batch_size, config.nz, generator=rng))
+        logits = gan.discriminator(torch.cat([real, fake]))
+        target = torch.cat([torch.ones(config.batch_size), torch.zeros(config.batch_size)])
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % 100 == 0:
+            current = val_loss()
+            bar.set_postfix(val_loss=f"{current:.4f}")
+            if current < best - 1e-4:
+                best, waited = current, 0
+                best_state = copy.deepcopy(gan.discriminator.state_dict())
+            else:
+                waited += 1
+                if waited >= config.calibration_patience:
+                    break
+    gan.discriminator.load_state_dict(best_state)
+    gan.calibrated.fill_(1)
+    gan.eval()
+    return {"calibration_val_loss_before": before, "calibration_val_loss_after": best,
+            "calibration_steps": step + 1}

@@ -1,0 +1,120 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoint, drs, drs_toy, fidelity, models
+from core.models.gan import GAN, calibrate
+from tests.conftest import run_cli
+
+
+class BrightnessGAN:
+    """A stand-in GAN whose discriminator likes bright images: enough to test the DRS rule."""
+
+    def sample(self, n, generator=None):
+        return torch.rand(n, 1, 28, 28, generator=generator)
+
+    def logits(self, images):
+        return (images.mean(dim=(1, 2, 3)) - 0.5) * 40
+
+
+def test_f_is_increasing_and_finite_at_the_maximum():
+    logits = torch.linspace(-5, 3, 50)
+    f = drs.f_scores(logits, max_logit=3.0)
+    assert torch.isfinite(f).all()
+    assert (f.diff() > 0).all()
+    # At the maximum, F = −log(1 − e^{−ε}) ≈ −log ε.
+    assert f[-1].item() == pytest.approx(-math.log(-math.expm1(-drs.EPSILON)), rel=1e-9)
+
+
+def test_gamma_is_the_percentile_of_f_not_a_fraction():
+    draw = drs.draw(BrightnessGAN(), 2000, max_logit=0.0, generator=torch.Generator().manual_seed(0))
+    assert draw.gamma(80) == pytest.approx(np.percentile(draw.f.numpy(), 80))
+    assert draw.gamma(80) > draw.gamma(0.8)
+    rates = [draw.accepted(p).float().mean().item() for p in (0, 50, 80, 95)]
+    assert rates == sorted(rates, reverse=True) and rates[0] > rates[-1]
+
+
+def test_max_logit_is_raised_online():
+    gan = BrightnessGAN()
+    draw = drs.draw(gan, 3000, max_logit=-100.0, generator=torch.Generator().manual_seed(0))
+    assert draw.max_logit == pytest.approx(draw.logits.max().item())
+    assert torch.isfinite(draw.f).all()
+
+
+def test_rejection_sampling_prefers_what_the_discriminator_likes():
+    gan, rng = BrightnessGAN(), torch.Generator().manual_seed(0)
+    kept, drawn = drs.rejection_sample(gan, 500, drs.burn_in(gan, 2000, rng), 80.0, rng)
+    assert len(kept) == 500 and drawn > 500
+    assert kept.mean() > gan.sample(2000, rng).mean()
+
+
+def test_percentile_out_of_range_is_a_plain_error():
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        drs.rejection_sample(BrightnessGAN(), 10, 0.0, 120.0)
+
+
+def test_frechet_distance_of_shifted_gaussians():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.normal(size=(20000, 4)))
+    b = a + torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    same = fidelity.frechet_distance(fidelity.feature_statistics(a), fidelity.feature_statistics(a))
+    shifted = fidelity.frechet_distance(fidelity.feature_statistics(a), fidelity.feature_statistics(b))
+    assert same == pytest.approx(0.0, abs=1e-6)
+    assert shifted == pytest.approx(1.0, abs=1e-6)  # covariances equal: only ‖μ₁ − μ₂‖² remains
+    assert fidelity.class_shares(torch.tensor([0, 0, 1, 2]), 4) == [0.5, 0.25, 0.25, 0.0]
+
+
+def tiny_gan() -> GAN:
+    torch.manual_seed(0)
+    return models.build("gan", {"width": 8, "nz": 8, "batch_size": 16, "calibration_steps": 200})
+
+
+def test_gan_shapes_and_one_step_changes_both_nets():
+    gan = tiny_gan()
+    x = torch.rand(16, 1, 28, 28)
+    before = {k: v.clone() for k, v in gan.state_dict().items()}
+    stats = gan.train_step(x, torch.zeros(16, dtype=torch.long), gan.configure_optimizers(), epoch=0)
+    assert set(stats) >= {"loss", "d_loss", "g_loss"}
+    changed = {k.split(".")[0] for k, v in gan.state_dict().items() if not torch.equal(v, before[k])}
+    assert {"generator", "discriminator"} <= changed
+    samples = gan.sample(5)
+    assert samples.shape == (5, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+    assert gan.logits(samples).shape == (5,)
+
+
+def test_calibration_does_not_worsen_validation_loss_and_round_trips(tmp_path):
+    gan = tiny_gan()
+    log = calibrate(gan, torch.rand(200, 1, 28, 28) * 0.2, progress=False)
+    assert log["calibration_val_loss_after"] <= log["calibration_val_loss_before"]
+    assert int(gan.calibrated) == 1
+    checkpoint.save(tmp_path / "gan.pt", gan, dataset="mnist", step=1, epoch=1)
+    loaded, _ = checkpoint.load(tmp_path / "gan.pt")
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(loaded.logits(x), gan.logits(x)) and int(loaded.calibrated) == 1
+
+
+def test_toy_quality_of_real_points_and_a_short_run():
+    real = drs_toy.real_points(5000, torch.Generator().manual_seed(0))
+    q = drs_toy.quality(real)
+    assert q["hq"] > 0.99 and q["modes"] == 25 and q["hq_std"] == pytest.approx(0.05, rel=0.1)
+    metrics, clouds = drs_toy.run(drs_toy.ToyConfig(steps=50, calibration_steps=200, samples=500), progress=False)
+    assert {"hq_gan", "hq_drs", "modes_gan", "modes_drs", "acceptance_rate"} <= set(metrics)
+    assert 0 < metrics["acceptance_rate"] <= 1
+    assert clouds["drs"].shape == (500, 2)
+
+
+def test_classifier_features_and_a_step():
+    net = models.build("classifier", {"width": 4})
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))
+    before = [p.clone() for p in net.parameters()]
+    net.train_step(x, y, net.configure_optimizers(), epoch=0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert net.features(x).shape == (8, 128) and net.predict(x).shape == (8,)
+
+
+def test_record_flag_is_refused_where_it_does_not_apply():
+    result = run_cli("evaluate", "drs", "--record", "--dataset", "mnist")
+    assert result.returncode == 2 and "--record does not apply to drs" in result.stderr
+    assert "Traceback" not in result.stderr
