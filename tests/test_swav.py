@@ -171,7 +171,7 @@ def test_measure_with_a_limit(tiny_run):
     model, _ = checkpoint.load(tiny_run)
     m = model.measure("mnist", limit=50, progress=False)
     assert m["test_images"] == 50 and m["prototypes"] == model.config.prototypes
-    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_pixels"):
+    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_grid", "knn_accuracy_pixels"):
         assert 0.0 <= m[key] <= 1.0
     assert m["knn_accuracy_pixels"] > 0.6  # raw pixels are a strong baseline on mnist
     assert 0.0 <= m["nmi"] <= 1.0 and -1.0 <= m["ari"] <= 1.0
@@ -210,3 +210,26 @@ def test_clusters_page_renders_a_shipped_model(tiny_run, isolated_dirs):
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) >= 1
     at.toggle[0].set_value(True).run()  # colour by label
     assert not at.exception, at.exception
+
+
+def test_a_map_coloured_by_swav_cluster_has_one_trace_per_cluster():
+    from core import figures
+
+    coords = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
+    cluster = np.repeat([0, 3, 7], 10)
+    fig = figures.latent_map(coords, np.zeros(30, dtype=int), ("a",), "swav_cluster", cluster)
+    assert [t.name for t in fig.data] == ["cluster 0", "cluster 3", "cluster 7"]
+    assert sorted(int(i) for t in fig.data for i in t.customdata) == list(range(30))
+    with pytest.raises(ValueError, match="SwAV cluster"):
+        figures.latent_map(coords, np.zeros(30, dtype=int), ("a",), "swav_cluster", None)
+
+
+def test_the_latent_map_coloured_by_swav_cluster_runs_with_or_without_a_swav_map():
+    from test_app import run_page
+
+    at = run_page("views/latent_map.py", {"dataset": "mnist", "colour": "swav_cluster"})
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    swav_map = any(e["kind"] == "map" and e["model"] == "swav" and e["dataset"] == "mnist"
+                   for e in pretrained.read_manifest())
+    assert bool([i for i in at.info if "SwAV cluster" in i.value]) != swav_map  # fallback only without one

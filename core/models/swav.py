@@ -232,6 +232,16 @@ class SwAV(nn.Module):
         return torch.cat([self.encoder(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
+    def encode_grid(self, x: Tensor, batch_size: int = 2000) -> Tensor:
+        """The encoder's last feature map pooled to 2×2 instead of 1×1 (N, 4·4·width): the same
+        trained convolutions, keeping where in the image a feature fired. Measured beside
+        ``encode`` for kNN, not trained on."""
+        self.eval()
+        trunk = self.encoder[:-2]  # everything before the global average pool
+        return torch.cat([F.adaptive_avg_pool2d(trunk(x[i : i + batch_size]), 2).flatten(1)
+                          for i in range(0, len(x), batch_size)])
+
+    @torch.no_grad()
     def embed(self, x: Tensor, batch_size: int = 2000) -> Tensor:
         """L2-normalised projections (N, proj_dim), the space the prototypes live in."""
         self.eval()
@@ -261,6 +271,7 @@ class SwAV(nn.Module):
         images, labels = test.images[:limit], test.labels[:limit]
         features = {"knn_accuracy": (self.encode(train.images), self.encode(images)),
                     "knn_accuracy_projection": (self.embed(train.images), self.embed(images)),
+                    "knn_accuracy_grid": (self.encode_grid(train.images), self.encode_grid(images)),
                     "knn_accuracy_pixels": (train.images.flatten(1), images.flatten(1))}
         for other in ("vae", "exemplar_vae"):
             try:
