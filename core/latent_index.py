@@ -366,9 +366,12 @@ class ExemplarStore:
         return int((~keep).sum())
 
     def _write(self, dataset: str, arrays: dict[str, np.ndarray]) -> None:
+        path = self.path(dataset)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed writer's; we hold the lock
+            stale.unlink(missing_ok=True)
         header = {"format": FORMAT, "count": len(arrays["uids"]),
                   "sha256": _digest(arrays["images"], arrays["labels"], arrays["uids"])}
-        atomic_write(self.path(dataset), _npz_bytes({"header": np.array(json.dumps(header)), **arrays}))
+        atomic_write(path, _npz_bytes({"header": np.array(json.dumps(header)), **arrays}))
 
 
 def for_dataset(model, dataset: str, kind: Kind = "auto", progress: bool = False) -> LatentIndex:

@@ -66,7 +66,7 @@ def open_image(content: bytes) -> Image.Image:
         raise UploadError("the file is damaged: its image header cannot be read") from None
     width, height = im.size
     if width * height > MAX_PIXELS:  # decided from the header, before a single pixel is decoded
-        raise UploadError(f"the image is {width}x{height} = {width * height / 1e6:.0f} megapixels; "
+        raise UploadError(f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
                           f"the limit is {MAX_PIXELS // 1_000_000} megapixels")
     if width < 1 or height < 1:
         raise UploadError("the image has no pixels")
@@ -228,15 +228,16 @@ class UploadSession:
             self.add(torch.from_numpy(image)[None], str(name), int(label), shared=True)
         return len(saved["labels"])
 
-    def save_to_store(self, store, dataset: str) -> int:
-        """Save this session's unshared uploads to the shared store; how many were saved."""
+    def save_to_store(self, store, dataset: str) -> list[str]:
+        """Save this session's unshared uploads to the shared store; the store's ids of them."""
         mine = [u for u in self.uploads.values() if not u.shared]
-        if mine:
-            store.add(dataset, torch.stack([u.image[0] for u in mine]), [u.label for u in mine],
-                      [u.name for u in mine])
-            for u in mine:
-                u.shared = True
-        return len(mine)
+        if not mine:
+            return []
+        uids = store.add(dataset, torch.stack([u.image[0] for u in mine]), [u.label for u in mine],
+                         [u.name for u in mine])
+        for u in mine:
+            u.shared = True
+        return uids
 
     def remove(self, uid: int) -> None:
         if uid not in self.uploads:

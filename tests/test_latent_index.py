@@ -188,7 +188,9 @@ def test_saving_to_the_store_shares_with_new_sessions_only(shared, tmp_path):
     a = uploads.UploadSession(model, base)
     a.add(digit_image(1), "one.png", 1)
     a.add(digit_image(2), "two.png", 2)
-    assert a.save_to_store(store, "mnist") == 2 and a.save_to_store(store, "mnist") == 0
+    uids = a.save_to_store(store, "mnist")
+    assert len(uids) == 2 and a.save_to_store(store, "mnist") == []
+    assert sorted(store.load("mnist")["uids"].tolist()) == sorted(uids)
     c = uploads.UploadSession(model, base)
     assert c.join_store(store, "mnist") == 2
     assert sorted(u.name for u in c.uploads.values()) == ["one.png", "two.png"]

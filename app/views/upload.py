@@ -90,7 +90,7 @@ left.subheader(f"{len(own)} exemplars of yours ({len(own) - mine} from the share
 if right.button(f"Save {mine} to the shared store", disabled=not mine,
                 help="Other people's sessions will start with them"):
     try:
-        saved = session.save_to_store(store, name)
+        saved = len(session.save_to_store(store, name))
         st.success(f"Saved {saved} exemplars to the shared store.")
     except (ValueError, OSError) as exc:
         st.error(f"Could not save: {exc}")
