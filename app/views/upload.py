@@ -8,6 +8,7 @@ from core import figures, images, latent_index, projection, uploads
 MODEL = "exemplar_vae"  # the family whose prior is built from exemplars
 K = 10
 AROUND = 16
+MAX_SHOWN = 12  # uploads shown in detail: each costs a search and 17 decodes per rerun
 TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 
 name = state.dataset()
@@ -96,7 +97,9 @@ if right.button(f"Save {mine} to the shared store", disabled=not mine,
         st.error(f"Could not save: {exc}")
 
 seed = 0
-for upload in reversed(own):
+if len(own) > MAX_SHOWN:
+    st.caption(f"The newest {MAX_SHOWN} are shown in detail; all of them are on the map and in the prior.")
+for upload in reversed(own[-MAX_SHOWN:]):
     with st.expander(f"{upload.name} ({label_name(upload.label)})", expanded=upload is own[-1]):
         found = session.neighbors(upload.code, K, exclude=upload.id)
         a, b, c = st.columns([1, 3, 2])
