@@ -1,4 +1,4 @@
-"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,list} ...``.
+"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,list,neighbors} ...``.
 
 A user's mistake (a bad argument, a missing dataset or artifact) prints one plain line on stderr
 and exits with status 2; it never prints a traceback.
@@ -91,6 +91,10 @@ def make_parser() -> Parser:
     p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
     p.add_argument("-k", type=positive, default=10, help="neighbours per image (default 10)")
     p.add_argument("--json", action="store_true", help="JSON lines (the only output format)")
+
+    p = sub.add_parser("bench", help="measure where people wait (map, uploads, kNN, pages, memory)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
     p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
@@ -195,6 +199,19 @@ def cmd_map(args) -> None:
           f"{metrics['trustworthiness']:.3f}, 2-D 5-NN accuracy {metrics['knn_accuracy_2d']:.3f})")
 
 
+def cmd_bench(args) -> None:
+    from core import bench
+
+    result = bench.run(progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"machine: {result['machine']}")
+    print(bench.table(result))
+    for key in (k for k in result if k.startswith("error_")):
+        print(f"not measured ({key[6:]}): {result[key]}")
+
+
 def cmd_list(args) -> None:
     from core import pretrained
 
@@ -253,7 +270,7 @@ def pretrained_classes(dataset: str) -> tuple[str, ...]:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "augment": cmd_augment,
-            "map": cmd_map, "list": cmd_list, "neighbors": cmd_neighbors}
+            "map": cmd_map, "list": cmd_list, "neighbors": cmd_neighbors, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

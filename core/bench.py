@@ -1,0 +1,261 @@
+"""``python -m core bench``: where a person waits, measured on the machine it runs on.
+
+Each figure comes with its budget from the issues and the ratio to it, and where a budget is a
+claim about a method (faiss against brute force), the baseline runs beside it in the same
+process. Times are medians over repeats. The app-level figures (cold start, peak memory) serve
+the real app with ``streamlit run`` and open it in headless Chromium; they are left out, with
+the reason, where Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.paths import ROOT
+
+BUDGETS_MS = {  # from the issues: 4 (map), 5 (uploads, kNN), 7 (interpolation)
+    "map_figure_ms": 500.0,
+    "selection_gallery_ms": 300.0,
+    "upload_pipeline_ms": 300.0,
+    "knn_query_ms": 2.0,
+    "interpolation_ms": 300.0,
+}
+TRAINING_FAMILIES = ("vae", "exemplar_vae", "classifier", "gan", "gon", "implicit_gon", "swav")
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: first calls allocate and fill caches
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - began))
+    return statistics.median(times)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+# --- the latent map (issue 4) ------------------------------------------------------------------
+
+def bench_map(dataset: str = "fashion-mnist", model: str = "exemplar_vae", repeats: int = 10) -> dict:
+    """The 70k-point figure as the page builds it, and a selection of 100 points turned into the
+    page's gallery and label histogram."""
+    from core import data, figures, images, pretrained, projection
+
+    arrays = pretrained.load_map(model, dataset)
+    classes = data.load(dataset, "train").classes
+    labels = projection.all_labels(dataset).numpy()
+    every_image = projection.all_images(dataset)
+    chosen = np.random.default_rng(0).choice(len(labels), 100, replace=False)
+
+    def figure():
+        figures.latent_map(arrays["coords"], labels, classes, "label", None, [int(chosen[0])])
+
+    def gallery():
+        picked = sorted(int(i) for i in chosen)
+        images.grid(every_image[picked], nrow=10)
+        figures.label_histogram(labels[picked], classes)
+
+    return {"map_points": len(labels), "map_figure_ms": median_ms(figure, repeats),
+            "selection_gallery_ms": median_ms(gallery, repeats)}
+
+
+# --- DRS scoring and training throughput ---------------------------------------------------------
+
+def bench_drs(dataset: str = "fashion-mnist", n: int = 5000) -> dict:
+    from core import drs, pretrained
+
+    gan, _ = pretrained.load("gan", dataset)
+    rng = torch.Generator().manual_seed(0)
+    ms = median_ms(lambda: drs.draw(gan, n, 0.0, rng), 3)
+    return {"drs_samples_per_s": n / (ms / 1000)}
+
+
+def bench_training(dataset: str = "fashion-mnist", batches: int = 5) -> dict:
+    """Images per second through one family's own training step (batch as in its config)."""
+    from core import data, models, train
+
+    images = data.load(dataset, "train").images
+    labels = data.load(dataset, "train").labels
+    result = {}
+    for family in TRAINING_FAMILIES:
+        if family not in models.MODELS:
+            continue
+        torch.manual_seed(0)
+        model = models.build(family).train()
+        if hasattr(model, "train_step"):
+            optimizers = model.configure_optimizers()
+            batch = model.config.batch_size
+            if hasattr(model, "on_epoch_start"):
+                model.on_epoch_start(images[:2000])
+
+            def step(i):
+                idx = torch.arange(i * batch, (i + 1) * batch)
+                model.train_step(images[idx], labels[idx], optimizers, epoch=1)
+        else:  # the VAE family trains in core.train's own loop: the same forward/backward/step
+            optimizer = torch.optim.Adam(model.parameters(), lr=train.TrainConfig.lr)
+            batch = train.TrainConfig.batch_size
+            if hasattr(model, "on_epoch_start"):
+                model.on_epoch_start(images)
+
+            def step(i):
+                idx = torch.arange(i * batch, (i + 1) * batch)
+                out = model(torch.bernoulli(images[idx]), beta=1.0, index=idx)
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                optimizer.step()
+        step(0)  # warm-up
+        began = time.perf_counter()
+        for i in range(1, batches + 1):
+            step(i)
+        result[f"train_{family}_images_per_s"] = batch * batches / (time.perf_counter() - began)
+    return result
+
+
+# --- the app as people get it -------------------------------------------------------------------
+
+def bench_pages(dataset: str = "fashion-mnist") -> dict:
+    """Server render time of every page (AppTest, warm: the second run of each)."""
+    from streamlit.testing.v1 import AppTest
+
+    from app.navigation import PAGES
+
+    result = {}
+    for page in PAGES:
+        at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
+        at.query_params["dataset"] = dataset
+        at.run()
+        if page is not PAGES[0]:
+            at.switch_page(page.path)
+            at.run()  # cold: loads models and data into the caches
+        began = time.perf_counter()
+        at.run()
+        result[f"page_{page.path.split('/')[-1].removesuffix('.py')}_ms"] = 1000 * (time.perf_counter() - began)
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process has held since it started."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc")
+
+
+def bench_app(timeout: float = 120.0) -> dict:
+    """Cold start (``streamlit run`` to the Home page rendered in Chromium) and the server's peak
+    memory after every page has been opened once."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        return {"cold_start_s": None, "peak_rss_mb": None, "app_note": "chromium not installed"}
+    from playwright.sync_api import sync_playwright
+
+    from app.navigation import PAGES
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    began = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port",
+                               str(port), "--server.address", "127.0.0.1"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - began > timeout:
+                    raise OSError("streamlit did not start") from None
+                time.sleep(0.1)
+        done = "[data-testid='stApp'][data-test-script-state='notRunning']"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector("h1", timeout=timeout * 1000)
+            page.wait_for_selector(done, timeout=timeout * 1000)
+            cold_start = time.perf_counter() - began
+            for spec in PAGES[1:]:
+                page.goto(f"{url}/{spec.path.split('/')[-1].removesuffix('.py')}")
+                page.wait_for_selector(done, timeout=timeout * 1000)
+            browser.close()
+        return {"cold_start_s": cold_start, "peak_rss_mb": _peak_rss_mb(server.pid)}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def run(progress: bool = True) -> dict:
+    from tqdm.auto import tqdm
+
+    from core import bench_uploads, interpolation
+
+    began = time.perf_counter()
+    result: dict = {"machine": machine()}
+    steps = [
+        ("latent map", lambda: bench_map()),
+        ("uploads and kNN", lambda: bench_uploads.bench_uploads()),
+        ("interpolation", lambda: interpolation.benchmark()),
+        ("DRS scoring", lambda: bench_drs()),
+        ("training throughput", lambda: bench_training()),
+        ("page renders", lambda: bench_pages()),
+        ("cold start and memory", lambda: bench_app()),
+    ]
+    for name, step in tqdm(steps, desc="bench", disable=not progress):
+        try:
+            result.update(step())
+        except (ValueError, OSError) as exc:  # e.g. an artifact not shipped yet: say so, go on
+            result[f"error_{name.replace(' ', '_')}"] = str(exc)
+    gon = [v for k, v in result.items() if k.endswith("_interpolation_16_steps_ms")]
+    if gon:
+        result["interpolation_ms"] = max(gon)  # the slower GON family: the budget is per model
+    for key, budget in BUDGETS_MS.items():
+        if result.get(key) is not None:
+            result[f"{key.removesuffix('_ms')}_budget_ratio"] = result[key] / budget
+    result["bench_seconds"] = time.perf_counter() - began
+    return result
+
+
+def table(result: dict) -> str:
+    """The figures people compare with their budgets, as a markdown table."""
+    rows = [("cold start (s)", "cold_start_s", None), ("map figure, 70k points (ms)", "map_figure_ms", "map_figure_ms"),
+            ("selection → gallery (ms)", "selection_gallery_ms", "selection_gallery_ms"),
+            ("upload pipeline (ms)", "upload_pipeline_ms", "upload_pipeline_ms"),
+            ("kNN query, faiss, 70k (ms)", "knn_query_ms", "knn_query_ms"),
+            ("kNN query, torch.cdist baseline (ms)", "knn_bruteforce_ms", None),
+            ("16-step interpolation, slower GON (ms)", "interpolation_ms", "interpolation_ms"),
+            ("DRS scoring (samples/s)", "drs_samples_per_s", None),
+            ("app peak memory (MB)", "peak_rss_mb", None)]
+    lines = ["| figure | measured | budget | ratio to budget |", "|---|---|---|---|"]
+    for label, key, budget_key in rows:
+        value = result.get(key)
+        shown = "n/a" if value is None else f"{value:,.3g}" if value < 10 else f"{value:,.0f}"
+        budget = BUDGETS_MS.get(budget_key) if budget_key else None
+        ratio = f"{value / budget:.2f}" if budget and value is not None else ""
+        lines.append(f"| {label} | {shown} | {budget if budget else ''} | {ratio} |")
+    extra = sorted(k for k in result if k.startswith(("page_", "train_")))
+    lines += ["", "| figure | measured |", "|---|---|"]
+    lines += [f"| {k} | {result[k]:,.0f} |" for k in extra]
+    return "\n".join(lines)
