@@ -75,11 +75,14 @@ def open_image(content: bytes) -> Image.Image:
         if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
             im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG decodes at 1/2..1/8 scale for free
         im.load()
-        im = ImageOps.exif_transpose(im)
     except Image.DecompressionBombError:
         raise UploadError(f"the image is too large; the limit is {MAX_PIXELS // 1_000_000} megapixels") from None
     except Exception:  # truncated data, bad chunks, broken EXIF: PIL raises many kinds
         raise UploadError("the file is truncated or damaged: its pixels cannot be read") from None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # broken EXIF on good pixels: use the pixels as stored
+        pass
     return im
 
 
