@@ -149,12 +149,14 @@ def benchmark(dataset: str = "fashion-mnist", steps: int = 16, repeats: int = 10
     gradient-origin encodings included (the issue's budget: 300 ms on 2 CPU cores).
 
     Uses the shipped models where there are some, fresh ones of the same config otherwise (the
-    cost does not depend on the weights).
+    cost does not depend on the weights). On a loaded machine, torch's two intra-op threads
+    spin-wait on each other: compare runs with ``torch_threads`` alike (OMP_NUM_THREADS=1 measured
+    ~50x faster here while other jobs ran).
     """
     from core import data, models, pretrained
 
     test = data.load(dataset, "test").images[:2]
-    result = {}
+    result: dict[str, float] = {"torch_threads": torch.get_num_threads()}
     for family in ("gon", "implicit_gon"):
         try:
             model, _ = pretrained.load(family, dataset)

@@ -109,3 +109,31 @@ def test_presentation_mode_hides_the_sidebar(app_url, browser):
     assert page.locator("[data-testid='stSidebar']").is_hidden()
     assert "present=1" in page.url
     page.close()
+
+
+def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
+    from core import pretrained
+
+    shipped = {(e["model"], e["dataset"]) for e in pretrained.read_manifest()}
+    if ("gon", "mnist") not in shipped or ("vae", "mnist") not in shipped:
+        pytest.skip("gon or vae not shipped for mnist")
+    page = rendered(browser, f"{app_url}/interpolate?dataset=mnist", "interpolate.png",
+                    ready="[data-testid='stDownloadButton']")
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stImage'] img").count() >= 3  # GON strip, VAE strip(s), grid
+    page.close()
+    if ("vae", "mnist") not in {(e["model"], e["dataset"]) for e in pretrained.read_manifest() if e["kind"] == "map"}:
+        pytest.skip("no vae map shipped for mnist")
+    # A point kept on the map arrives on the Interpolate page preselected (a page link keeps the
+    # session; loading a new URL would start a fresh one).
+    page = rendered(browser, f"{app_url}/latent_map?dataset=mnist&model=vae&point=3", "map-endpoint.png",
+                    ready="[data-testid='stPlotlyChart']")
+    page.get_by_role("button", name="Use as interpolation endpoint").click()
+    page.get_by_text("Interpolate between the last two kept").click(timeout=60_000)
+    page.get_by_text("map #3").first.wait_for(timeout=90_000)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
+    page.wait_for_selector("[data-testid='stDownloadButton']", timeout=90_000)
+    page.screenshot(path=str(ARTIFACTS / "interpolate-map-endpoint.png"), full_page=True)
+    assert "/interpolate" in page.url
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
