@@ -78,6 +78,12 @@ st.image(grid, caption=f"8×8, {method} along the top and bottom edges, then dow
 st.download_button("Grid PNG", interpolation.png_bytes(grid), file_name=f"{gon_name}-{name}-grid.png",
                    mime="image/png")
 
+with st.expander(f"Samples from {gon_name}"):
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="interp-seed")
+    st.image(interpolation.strip(model.sample(32, torch.Generator().manual_seed(int(seed))), nrow=16, scale=2),
+             caption="z ~ N(mean, covariance) of training latents (a full-covariance Gaussian, as the "
+                     "paper samples), decoded")
+
 st.subheader("Super-resolution")
 if "implicit_gon" not in shipped:
     st.info("Super-resolution needs an implicit GON, and none is shipped for this dataset.")
