@@ -32,6 +32,14 @@ def test_missing_and_garbage_files_are_named(tmp_path):
         checkpoint.read(tmp_path / "junk.pt")
 
 
+def test_truncated_checkpoint_is_named_with_the_fix(tmp_path):
+    checkpoint.save(tmp_path / "cut.pt", small(), dataset="mnist", step=1, epoch=1)
+    whole = (tmp_path / "cut.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="cut.pt is corrupt"):
+        checkpoint.read(tmp_path / "cut.pt")
+
+
 def test_keys_must_match_strictly(tmp_path):
     model = small()
     checkpoint.save(tmp_path / "m.pt", model, dataset="mnist", step=1, epoch=1)
