@@ -233,3 +233,21 @@ def test_the_latent_map_coloured_by_swav_cluster_runs_with_or_without_a_swav_map
     swav_map = any(e["kind"] == "map" and e["model"] == "swav" and e["dataset"] == "mnist"
                    for e in pretrained.read_manifest())
     assert bool([i for i in at.info if "SwAV cluster" in i.value]) != swav_map  # fallback only without one
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_the_shipped_swav_evaluates_from_the_command_line(dataset):
+    import json
+
+    from conftest import run_cli
+
+    if not any(e["kind"] == "checkpoint" and e["model"] == "swav" and e["dataset"] == dataset
+               for e in pretrained.read_manifest()):
+        pytest.skip(f"no swav shipped for {dataset}")
+    result = run_cli("evaluate", "swav", "--dataset", dataset, "--limit", "500", "--json", "--quiet")
+    assert result.returncode == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert m["model"] == "swav" and m["test_images"] == 500
+    assert m["largest_cluster_share"] < 3 / m["prototypes"]  # no collapse
+    assert m["knn_accuracy"] > m["knn_accuracy_pixels"] - 0.05
