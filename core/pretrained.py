@@ -226,8 +226,12 @@ def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def table_groups(entries: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
     """Checkpoint rows grouped by the metrics their families report, one table per group."""
+    from core import models
+
+    order = {name: i for i, name in enumerate(models.MODELS)}  # the registry's order: VAEs first
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for e in (e for e in entries if e["kind"] == "checkpoint"):
+    checkpoints = [e for e in entries if e["kind"] == "checkpoint"]
+    for e in sorted(checkpoints, key=lambda e: (order.get(e["model"], len(order)), e["dataset"])):
         groups.setdefault(columns_of(e["model"]), []).append(e)
     return [table_rows(group) for group in groups.values()]
 
