@@ -64,7 +64,16 @@ def bench_uploads(dataset: str = "mnist", knn_dataset: str = "fashion-mnist", re
         session.neighbors(upload.code, 10, exclude=upload.id)
         session.around(upload.id, 16, generator=generator)
 
+    base_t = torch.from_numpy(base.codes)
+
+    def pipeline_bruteforce():  # the same, with the 10 neighbours from torch.cdist instead of faiss
+        image = uploads.preprocess(content)
+        code = model.encode(image[None])
+        torch.cdist(code, base_t).topk(10, largest=False)
+        model.generate_from(image[None], 16, generator=generator)
+
     upload_ms = _median_ms(pipeline, repeats)
+    upload_brute_ms = _median_ms(pipeline_bruteforce, repeats)
     preprocess_ms = _median_ms(lambda: uploads.preprocess(content), repeats)
 
     # kNN over 70k exemplars: fashion-mnist's 70,000 codes (mnist here is a 5,000-image sample);
@@ -99,6 +108,8 @@ def bench_uploads(dataset: str = "mnist", knn_dataset: str = "fashion-mnist", re
         "threads": torch.get_num_threads(),
         "upload_pipeline_ms": round(upload_ms, 2),
         "upload_preprocess_ms": round(preprocess_ms, 2),
+        "upload_pipeline_bruteforce_ms": round(upload_brute_ms, 2),
+        "upload_speedup_vs_bruteforce": round(upload_brute_ms / upload_ms, 2),
         "upload_budget_ms": UPLOAD_BUDGET_MS,
         "upload_budget_ratio": round(upload_ms / UPLOAD_BUDGET_MS, 3),
         "knn_dataset": knn_dataset,

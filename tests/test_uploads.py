@@ -206,3 +206,13 @@ def test_neighbors_cli_prints_one_json_line_per_image_and_fails_if_any_failed(tm
     assert sum(n["label"] == "7" for n in found) >= 3
     assert "SVG" in lines[1]["error"] and "cannot read" in lines[2]["error"]
     assert main(["neighbors", str(good), "--dataset", "mnist", "-k", "3", "--json"]) == 0
+
+
+@pytest.mark.slow  # loads both shipped exemplar_vae models and encodes 70k images
+def test_upload_benchmark_measures_both_paths_and_they_agree():
+    from core.bench_uploads import bench_uploads
+
+    result = bench_uploads(repeats=2)
+    assert result["knn_exemplars"] == 70_000 and result["knn_agreement_with_bruteforce"] == 1.0
+    for key in ("upload_pipeline_ms", "upload_pipeline_bruteforce_ms", "knn_query_ms", "knn_bruteforce_ms"):
+        assert result[key] > 0
