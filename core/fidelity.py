@@ -20,14 +20,18 @@ def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = scipy.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
 def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Tr((Σ₁Σ₂)^½) is taken as Tr((Σ₁^½ Σ₂ Σ₁^½)^½), the same number from symmetric matrices: a
+    ReLU layer has dead units, so Σ is singular and a general ``sqrtm`` of Σ₁Σ₂ is unstable."""
     (mu_a, cov_a), (mu_b, cov_b) = stats_a, stats_b
-    root, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(root).all():  # near-singular product: nudge both covariances, as FID code does
-        eye = np.eye(len(cov_a)) * 1e-6
-        root = scipy.linalg.sqrtm((cov_a + eye) @ (cov_b + eye))
-    root = root.real  # imaginary parts are numerical noise for covariance matrices
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+    root_a = _psd_sqrt(cov_a)
+    middle = np.clip(scipy.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(middle).sum())
 
 
 def class_shares(labels: torch.Tensor, classes: int) -> list[float]:
