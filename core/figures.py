@@ -121,3 +121,12 @@ def point_clouds(clouds: dict[str, np.ndarray], titles: dict[str, str], size: in
         fig.update_layout(title=titles.get(key, key), height=size, margin=dict(l=10, r=10, t=40, b=10))
         figures.append(fig)
     return figures
+
+
+def class_shares(class_names: tuple[str, ...], shares: dict[str, list[float]]) -> go.Figure:
+    """Grouped bars: each sample set's share of each class (by the yardstick classifier's labels)."""
+    fig = go.Figure([go.Bar(x=list(class_names), y=values, name=name) for name, values in shares.items()])
+    fig.add_hline(y=1 / len(class_names), line_dash="dot", annotation_text="uniform")
+    fig.update_layout(barmode="group", height=280, yaxis_tickformat=".0%", yaxis_title="share of samples",
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig

@@ -27,6 +27,9 @@ cols[2].metric("Acceptance rate", f"{m['acceptance_rate']:.1%}", help=f"at the {
 cols[3].metric("Real training images", f"{m['fd_train_images']:.2f}", help="FD of real images: the floor")
 st.caption(f"{m['samples']:,} samples each; classifier test accuracy {m['classifier_accuracy']:.2%}. "
            f"Rebuilt with `{entry['command']}`.")
+classes = state.dataset_or_stop(name, "test").classes
+st.plotly_chart(figures.class_shares(classes, {"GAN": m["class_shares_gan"], "GAN + DRS": m["class_shares_drs"]}))
+st.caption("Mode coverage: how the samples spread over the classes, by the classifier's labels.")
 
 st.subheader("Your draw")
 left, middle, right = st.columns(3)
