@@ -118,3 +118,39 @@ def test_record_flag_is_refused_where_it_does_not_apply():
     result = run_cli("evaluate", "drs", "--record", "--dataset", "mnist")
     assert result.returncode == 2 and "--record does not apply to drs" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_drs_page_rethresholds_the_same_draw():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=180)
+    at.query_params["dataset"] = "mnist"
+    at.run()
+    at.switch_page("views/drs.py")
+    at.run()
+    assert not at.exception, at.exception
+    accepted = lambda: next(m.value for m in at.metric if m.label == "Accepted in this draw")
+    at.slider[0].set_value(20).run()
+    loose = accepted()
+    at.slider[0].set_value(95).run()
+    strict = accepted()
+    assert not at.exception
+    count = lambda text: int(text.split(" of ")[0].replace(",", ""))
+    assert count(strict) < count(loose) and text_total(strict) == text_total(loose)
+
+
+def text_total(text: str) -> str:
+    return text.split(" of ")[1].split(" ")[0]
+
+
+@pytest.mark.slow
+def test_shipped_gan_figures_come_from_the_cli():
+    import json
+
+    result = run_cli("evaluate", "drs", "--dataset", "mnist", "--json", "--quiet", timeout=900)
+    assert result.returncode == 0, result.stderr
+    m = json.loads(result.stdout)
+    assert {"fd_gan", "fd_drs", "acceptance_rate", "gamma_percentile", "classifier_accuracy"} <= set(m)
+    assert m["samples"] == 10_000 and m["fd_drs"] < m["fd_gan"] and 0 < m["acceptance_rate"] < 1
