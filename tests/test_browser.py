@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from app.navigation import PAGES as PAGES_TO_SMOKE
 from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -136,4 +137,15 @@ def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
     page.screenshot(path=str(ARTIFACTS / "interpolate-map-endpoint.png"), full_page=True)
     assert "/interpolate" in page.url
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+@pytest.mark.parametrize("spec", PAGES_TO_SMOKE, ids=lambda s: s.title)
+def test_every_page_renders_without_an_error_box(app_url, browser, spec):
+    """Issue 9, item 7: each page in Chromium, a screenshot each (tests/artifacts/page-*.png)."""
+    slug = spec.path.split("/")[-1].removesuffix(".py")
+    url = app_url if spec is PAGES_TO_SMOKE[0] else f"{app_url}/{slug}"
+    page = rendered(browser, url, f"page-{slug}.png")
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
     page.close()
