@@ -193,10 +193,15 @@ class GradientOrigin(nn.Module):
     @torch.no_grad()
     def fit_latent_gaussian(self, images: Tensor) -> None:
         """Full-covariance Gaussian of the images' latents, into the sampling buffers."""
-        z = self.encode(images)
-        cov = torch.cov(z.T) + 1e-5 * torch.eye(z.shape[1])  # jitter: a PD matrix for Cholesky
+        z = self.encode(images).double()  # float64: latents can be large and nearly collinear
+        cov = torch.cov(z.T)
+        # Eigenvalues floored at a millionth of the largest: a positive-definite matrix for
+        # Cholesky even when some latent directions are (numerically) unused.
+        values, vectors = torch.linalg.eigh(cov)
+        values = values.clamp_min(1e-6 * values.max().clamp_min(1e-12))
+        cov = (vectors * values) @ vectors.T
         self.latent_mean.copy_(z.mean(0))
-        self.latent_scale_tril.copy_(torch.linalg.cholesky(cov))
+        self.latent_scale_tril.copy_(torch.linalg.cholesky((cov + cov.T) / 2))
 
     def recon_errors(self, images: Tensor, batch_size: int = 500) -> Tensor:
         """Per-image squared error summed over pixels, (N,)."""
