@@ -90,6 +90,11 @@ def test_every_shipped_artifact_matches_the_manifest():
             assert arrays["coords"].shape == (entry["metrics"]["points"], 2)
             assert entry["checkpoint_sha256"] == pretrained.find(entry["model"], entry["dataset"])["sha256"]
             continue
+        if entry["kind"] == "study":
+            arrays, found = pretrained.load_study(entry["model"], entry["dataset"])
+            assert found["sha256"] == entry["sha256"] and arrays
+            assert entry["command"].startswith(f"python -m core evaluate {entry['model']}")
+            continue
         payload = checkpoint.read(path)
         assert payload["family"] == entry["model"] and payload["dataset"] == entry["dataset"]
         assert entry["command"].startswith("python -m core train ")
