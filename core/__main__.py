@@ -225,11 +225,13 @@ def cmd_list(args) -> None:
     if not entries:
         print("nothing shipped yet: pretrained/manifest.json lists no artifacts")
         return
-    headline_metrics = {"checkpoint": ("nll", "elbo", "knn_accuracy"),
-                        "map": ("trustworthiness", "knn_accuracy_2d", "points")}
+    headline_metrics = {"checkpoint": ("nll", "elbo", "knn_accuracy", "accuracy", "fd_gan", "fd_drs",
+                                       "recon_mse", "ae_recon_mse"),
+                        "map": ("trustworthiness", "knn_accuracy_2d", "points"),
+                        "study": ("hq_gan", "hq_drs", "modes_gan", "modes_drs")}
     for e in entries:
         m = e["metrics"]
-        headline = ", ".join(f"{k} {m[k]:.4g}" for k in headline_metrics[e["kind"]] if k in m)
+        headline = ", ".join(f"{k} {m[k]:.4g}" for k in headline_metrics.get(e["kind"], ()) if k in m)
         size = f"{e['epochs']} epochs" if "epochs" in e else e["kind"]
         print(f"{e['name']:<30} {e['path']:<42} {size:<11} {headline}")
 
