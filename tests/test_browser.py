@@ -149,3 +149,19 @@ def test_every_page_renders_without_an_error_box(app_url, browser, spec):
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
     page.close()
+
+
+def shipped_maps(dataset: str) -> list[str]:
+    from core import pretrained
+
+    return [e["model"] for e in pretrained.read_manifest() if e["kind"] == "map" and e["dataset"] == dataset]
+
+
+@pytest.mark.parametrize("model", shipped_maps("fashion-mnist"))
+def test_every_shipped_70k_map_renders(app_url, browser, model):
+    """Issue 4: each model's map with all 70,000 points, drawn by WebGL in a real browser."""
+    page = rendered(browser, f"{app_url}/latent_map?dataset=fashion-mnist&model={model}",
+                    f"map-{model}-fashion-mnist.png", ready="[data-testid='stPlotlyChart'] canvas")
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("70,000").count() >= 1  # the caption counts the points drawn
+    page.close()
