@@ -9,7 +9,7 @@ import torch
 from app import state
 from core import interpolation
 
-GONS = ("implicit_gon", "gon")
+GONS = ("gon", "implicit_gon")  # the conv GON first: the better trained of the two here
 VAES = ("exemplar_vae", "vae")
 TEST_IMAGE = "a test image"
 
