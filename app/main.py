@@ -7,8 +7,13 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # make `core` and `app` importable
 
+import torch  # noqa: E402
+
 from app.navigation import PAGES  # noqa: E402
 from core import data  # noqa: E402
+from core.paths import APP_TORCH_THREADS  # noqa: E402
+
+torch.set_num_threads(APP_TORCH_THREADS)
 
 # ?present=1 is for talks: no sidebar, large type. It stays in the URL, so a shared link keeps it.
 presenting = st.query_params.get("present") in ("1", "true", "yes")

@@ -46,7 +46,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, torch {torch.__version__}"
 
 
 # --- the latent map (issue 4) ------------------------------------------------------------------
@@ -212,14 +212,27 @@ def run(progress: bool = True) -> dict:
 
     from core import bench_uploads, interpolation
 
+    from core.paths import APP_TORCH_THREADS
+
     began = time.perf_counter()
-    result: dict = {"machine": machine()}
+    training_threads = torch.get_num_threads()
+    torch.set_num_threads(APP_TORCH_THREADS)  # what the app runs with (app/main.py)
+    result: dict = {"machine": machine(), "app_torch_threads": APP_TORCH_THREADS,
+                    "training_torch_threads": training_threads}
+
+    def training():
+        torch.set_num_threads(training_threads)  # as `python -m core train` runs
+        try:
+            return bench_training()
+        finally:
+            torch.set_num_threads(APP_TORCH_THREADS)
+
     steps = [
         ("latent map", lambda: bench_map()),
         ("uploads and kNN", lambda: bench_uploads.bench_uploads()),
         ("interpolation", lambda: interpolation.benchmark()),
         ("DRS scoring", lambda: bench_drs()),
-        ("training throughput", lambda: bench_training()),
+        ("training throughput", training),
         ("page renders", lambda: bench_pages()),
         ("cold start and memory", lambda: bench_app()),
     ]
