@@ -54,7 +54,8 @@ def test_builds_with_the_crop_shapes_and_outputs():
     model.eval()
     assert model(x).shape == (10, TINY["prototypes"])
     assert model(small[:10]).shape == (10, TINY["prototypes"])  # small crops go through the same nets
-    assert model.encode(x).shape == (10, 4 * TINY["width"])
+    assert model.encode(x).shape == (10, 16 * TINY["width"])  # 4·width channels on a 2×2 grid
+    assert model.pooled(x).shape == (10, 4 * TINY["width"])
     torch.testing.assert_close(model.embed(x).norm(dim=1), torch.ones(10))
     cluster, confidence = model.assign(x)
     assert cluster.shape == (10,) and ((confidence > 0) & (confidence <= 1)).all()
@@ -171,7 +172,7 @@ def test_measure_with_a_limit(tiny_run):
     model, _ = checkpoint.load(tiny_run)
     m = model.measure("mnist", limit=50, progress=False)
     assert m["test_images"] == 50 and m["prototypes"] == model.config.prototypes
-    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_grid", "knn_accuracy_pixels"):
+    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_pooled", "knn_accuracy_pixels"):
         assert 0.0 <= m[key] <= 1.0
     assert m["knn_accuracy_pixels"] > 0.6  # raw pixels are a strong baseline on mnist
     assert 0.0 <= m["nmi"] <= 1.0 and -1.0 <= m["ari"] <= 1.0
