@@ -127,3 +127,9 @@ def drs_draw(name: str, n: int, seed: int):
 
     gan, _ = load_model("gan", name)
     return drs.draw(gan, n, drs_max_logit(name), torch.Generator().manual_seed(seed))
+
+
+@st.cache_resource
+def all_images(name: str):
+    """Every train then test image (the maps' order), concatenated once per process."""
+    return projection.all_images(name)

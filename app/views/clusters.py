@@ -62,8 +62,9 @@ table.dataframe(rows, hide_index=True, column_config={
     "purity": st.column_config.ProgressColumn("purity", min_value=0.0, max_value=1.0, format="%.2f")})
 table.caption(f"{len(rows)} of {k} prototypes hold images; purity is the majority label's share.")
 gallery.subheader("Most confident members")
+every_image = state.all_images(name)  # one 70k-image tensor for all rows, not one copy per row
 for row in rows:
     members = confident_members(cluster, confidence, row["cluster"], MEMBERS)
-    gallery.image(images.grid(projection.all_images(name)[members], nrow=MEMBERS, scale=2),
+    gallery.image(images.grid(every_image[members], nrow=MEMBERS, scale=2),
                   caption=f"cluster {row['cluster']}: {row['size']:,} images, "
                           f"{row['purity']:.0%} {row['majority label']}")
