@@ -16,8 +16,8 @@ def test_table_lists_every_budgeted_figure_with_its_ratio():
     result = {"map_figure_ms": 250.0, "knn_query_ms": 1.0, "knn_bruteforce_ms": 9.0, "cold_start_s": None,
               "page_home_ms": 12.0, "train_vae_images_per_s": 1000.0}
     text = bench.table(result)
-    assert "| map figure, 70k points (ms) | 250 | 500.0 | 0.50 |" in text
-    assert "| kNN query, faiss, 70k (ms) | 1 | 2.0 | 0.50 |" in text
+    assert "| map figure, 70k points (ms) | 250 | 500.0 | 0.50 |  |  |" in text
+    assert "| kNN query, faiss, 70k (ms) | 1 | 2.0 | 0.50 | 9 | 0.11 |" in text
     assert "| cold start (s) | n/a |" in text
     assert "page_home_ms" in text and "train_vae_images_per_s" in text
 
