@@ -119,9 +119,10 @@ def drs_max_logit(name: str) -> float:
     return drs.burn_in(gan, drs.BURN_IN_SAMPLES, torch.Generator().manual_seed(0))
 
 
-@st.cache_data(show_spinner="Drawing and scoring samples…", max_entries=8)
+@st.cache_resource(show_spinner="Drawing and scoring samples…", max_entries=8)
 def drs_draw(name: str, n: int, seed: int):
-    """N samples scored once; every γ slider move only re-thresholds these scores."""
+    """N samples scored once; every γ slider move only re-thresholds these scores. A resource,
+    not data: pages only read it, and unpickling 5,000 images on every slider move is waste."""
     from core import drs
     import torch
 
@@ -133,3 +134,8 @@ def drs_draw(name: str, n: int, seed: int):
 def all_images(name: str):
     """Every train then test image (the maps' order), concatenated once per process."""
     return projection.all_images(name)
+
+
+@st.cache_resource(show_spinner="Loading the study…")
+def load_study(study: str, name: str):
+    return pretrained.load_study(study, name)

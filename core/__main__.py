@@ -58,7 +58,8 @@ def make_parser() -> Parser:
     p = sub.add_parser("evaluate", help="measure a model (or a study such as drs) on the test split")
     p.add_argument("model", choices=list(models.MODELS) + list(STUDIES))
     p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
-    p.add_argument("--limit", type=positive, help="the first N test images only")
+    p.add_argument("--limit", type=positive,
+                   help="the first N test images only (for drs and drs-toy: N samples per set)")
     p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
     p.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of the shipped one")
     p.add_argument("--record", action="store_true",
@@ -129,6 +130,8 @@ def cmd_evaluate(args) -> None:
         module, function = STUDIES[args.model].split(":")
         study = getattr(importlib.import_module(module), function)
         options = {"record": True} if args.record else {}
+        if args.checkpoint:
+            raise ValueError(f"--checkpoint does not apply to {args.model}: it uses the shipped models")
         if args.record and "record" not in inspect.signature(study).parameters:
             raise ValueError(f"--record does not apply to {args.model}")
         metrics = study(args.dataset, limit=args.limit, progress=not args.quiet, **options)

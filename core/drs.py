@@ -82,9 +82,10 @@ def draw(gan, n: int, max_logit: float, generator: torch.Generator | None = None
 
 def rejection_sample(gan, n: int, max_logit: float, percentile: float,
                      generator: torch.Generator | None = None, batch_size: int = 1000,
-                     max_draws: int = 2_000_000) -> tuple[torch.Tensor, int]:
+                     max_draws: int = 2_000_000) -> tuple[torch.Tensor, float]:
     """Algorithm 1: draw batches, set γ from each batch's F, keep the accepted, until n are kept.
-    Returns the n accepted images and how many samples were drawn for them."""
+    Returns the first n accepted images and the acceptance rate over every sample drawn (the
+    last batch's surplus counts as accepted: truncating it would bias the rate low)."""
     check_percentile(percentile)
     kept, drawn, total = [], 0, 0
     while total < n:
@@ -96,7 +97,7 @@ def rejection_sample(gan, n: int, max_logit: float, percentile: float,
         accepted = d.images[d.accepted(percentile)]
         kept.append(accepted)
         total += len(accepted)
-    return torch.cat(kept)[:n], drawn
+    return torch.cat(kept)[:n], total / drawn
 
 
 def study(dataset: str, *, limit: int | None = None, progress: bool = True, model=None,
@@ -114,6 +115,8 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
                          f"`python -m core train gan --dataset {dataset}`")
     test = data.load(dataset, "test")
     n = limit or 10_000
+    if n < 200:
+        raise ValueError(f"--limit sets the samples per set for the Fréchet distance; use at least 200, got {n}")
     generator = torch.Generator().manual_seed(seed)
     reference = fidelity.feature_statistics(classifier.features(test.images))
     classes = len(test.classes)
@@ -126,14 +129,14 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
     fd_gan, shares_gan = quality(gan.sample(n, generator))
     sweep = {}
     for p in tqdm(SWEEP_PERCENTILES, desc="DRS percentiles", disable=not progress):
-        accepted, drawn = rejection_sample(gan, n, max_logit, p, generator)
+        accepted, rate = rejection_sample(gan, n, max_logit, p, generator)
         fd, shares = quality(accepted)
-        sweep[p] = {"fd": fd, "acceptance_rate": n / drawn, "class_shares": shares}
+        sweep[p] = {"fd": fd, "acceptance_rate": rate, "class_shares": shares}
     chosen = sweep[percentile] if percentile in sweep else None
     if chosen is None:
-        accepted, drawn = rejection_sample(gan, n, max_logit, percentile, generator)
+        accepted, rate = rejection_sample(gan, n, max_logit, percentile, generator)
         fd, shares = quality(accepted)
-        chosen = {"fd": fd, "acceptance_rate": n / drawn, "class_shares": shares}
+        chosen = {"fd": fd, "acceptance_rate": rate, "class_shares": shares}
     train_fd, _ = quality(data.load(dataset, "train").images[:n])
     accuracy = (classifier.predict(test.images) == test.labels).float().mean().item()
     return {

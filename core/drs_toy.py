@@ -137,13 +137,13 @@ def run(config: ToyConfig = ToyConfig(), progress: bool = True) -> tuple[dict, d
     rng = torch.Generator().manual_seed(config.seed + 1)
     max_logit = drs.burn_in(gan, drs.BURN_IN_SAMPLES, rng)
     plain = gan.sample(config.samples, rng)
-    accepted, drawn = drs.rejection_sample(gan, config.samples, max_logit, config.percentile, rng)
+    accepted, rate = drs.rejection_sample(gan, config.samples, max_logit, config.percentile, rng)
     q_gan, q_drs = quality(plain), quality(accepted)
     metrics = {
         "hq_gan": q_gan["hq"], "hq_drs": q_drs["hq"],
         "modes_gan": q_gan["modes"], "modes_drs": q_drs["modes"],
         "hq_std_gan": q_gan["hq_std"], "hq_std_drs": q_drs["hq_std"],
-        "acceptance_rate": config.samples / drawn, "gamma_percentile": config.percentile,
+        "acceptance_rate": rate, "gamma_percentile": config.percentile,
         "samples": config.samples, "real_std": STD, **log, "config": asdict(config),
     }
     clouds = {"real": real_points(config.samples, rng).numpy(), "gan": plain.numpy(),

@@ -154,6 +154,14 @@ def held_out_count(model, n_train: int) -> int:
     return int(n_train * getattr(model.config, "holdout_fraction", 0.0))
 
 
+def held_out_images(model, images: torch.Tensor) -> torch.Tensor:
+    """The last ``holdout_fraction`` of the training images, which training never saw."""
+    count = held_out_count(model, len(images))
+    if count == 0:
+        raise ValueError(f"{model.family} holds out no training images (holdout_fraction is 0)")
+    return images[len(images) - count :]
+
+
 def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
                  resume: bool, progress: bool) -> Path:
     """The loop for every family that brings its own ``train_step`` (see the module docstring)."""

@@ -60,14 +60,14 @@ for col, picks, title in ((high, best, "Highest acceptance"), (low, worst, "Lowe
 st.plotly_chart(figures.acceptance_histogram((draw.f - gamma).numpy()))
 kept, dropped = st.columns(2)
 for col, mask, title in ((kept, accepted, "Accepted"), (dropped, ~accepted, "Rejected")):
-    chosen = draw.images[mask][:64]
+    chosen = draw.images[mask.nonzero()[:64, 0]]
     col.markdown(f"**{title}** ({int(mask.sum()):,}; first 64 shown)")
     if len(chosen):
         col.image(images.grid(chosen, nrow=8))
 
 st.subheader("The 25-Gaussians toy (the paper's Figure 3)")
 try:
-    clouds, toy = pretrained.load_study("drs-toy", "toy")
+    clouds, toy = state.load_study("drs-toy", "toy")
 except pretrained.ArtifactError as exc:
     st.info(str(exc))
     st.stop()

@@ -126,10 +126,9 @@ class GAN(nn.Module):
 
     def after_training(self, train_set, progress: bool = True) -> dict[str, float]:
         """Calibrate D for DRS on the held-out real images and fresh fakes (G frozen)."""
-        from core.train import held_out_count
+        from core.train import held_out_images
 
-        held_out = held_out_count(self, len(train_set.images))
-        return calibrate(self, train_set.images[-held_out:], progress=progress)
+        return calibrate(self, held_out_images(self, train_set.images), progress=progress)
 
     def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True) -> dict:
         from core import drs
