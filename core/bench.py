@@ -129,23 +129,15 @@ def bench_training(dataset: str = "fashion-mnist", batches: int = 5) -> dict:
 # --- the app as people get it -------------------------------------------------------------------
 
 def bench_pages(dataset: str = "fashion-mnist") -> dict:
-    """Server render time of every page (AppTest, warm: the second run of each)."""
-    from streamlit.testing.v1 import AppTest
+    """Server render time of every page (AppTest, warm), measured by ``app/bench_pages.py`` in a
+    subprocess: core stays free of Streamlit."""
+    import json
 
-    from app.navigation import PAGES
-
-    result = {}
-    for page in PAGES:
-        at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
-        at.query_params["dataset"] = dataset
-        at.run()
-        if page is not PAGES[0]:
-            at.switch_page(page.path)
-            at.run()  # cold: loads models and data into the caches
-        began = time.perf_counter()
-        at.run()
-        result[f"page_{page.path.split('/')[-1].removesuffix('.py')}_ms"] = 1000 * (time.perf_counter() - began)
-    return result
+    done = subprocess.run([sys.executable, "-m", "app.bench_pages", dataset], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise OSError(f"page render benchmark failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _free_port() -> int:
