@@ -132,58 +132,50 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
     return entry
 
 
-def ship_map(model: str, dataset: str, arrays: dict[str, np.ndarray], metrics: dict[str, Any],
-             command: str, commit: str) -> dict[str, Any]:
-    """Store a map's arrays (plain numbers, no pickle) and record them in the manifest."""
-    name = f"map-{artifact_name(model, dataset)}"
+def ship_arrays(kind: str, model: str, dataset: str, arrays: dict[str, np.ndarray],
+                metrics: dict[str, Any], command: str, commit: str, **extra: Any) -> dict[str, Any]:
+    """Store arrays (plain numbers, no pickle) as ``pretrained/KIND-MODEL-DATASET.npz`` and record
+    them in the manifest: a map, or a study's results for a page."""
+    name = f"{kind}-{artifact_name(model, dataset)}"
     path = PRETRAINED_DIR / f"{name}.npz"
     tmp = path.with_name(path.name + ".partial.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
-    entry = {
-        "name": name,
-        "kind": "map",
-        "model": model,
-        "dataset": dataset,
-        "path": f"pretrained/{path.name}",
-        "sha256": sha256(path),
-        "bytes": path.stat().st_size,
-        "command": command,
-        "commit": commit,
-        "checkpoint_sha256": find(model, dataset)["sha256"],  # the map belongs to these weights
-        "metrics": metrics,
-    }
+    entry = {"name": name, "kind": kind, "model": model, "dataset": dataset,
+             "path": f"pretrained/{path.name}", "sha256": sha256(path), "bytes": path.stat().st_size,
+             "command": command, "commit": commit, **extra, "metrics": metrics}
     write_manifest([e for e in read_manifest() if e["name"] != name] + [entry])
     return entry
+
+
+def load_arrays(kind: str, model: str, dataset: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Hash-verified arrays of a shipped map or study, and its manifest entry."""
+    entry = find(model, dataset, kind=kind)
+    with np.load(verify(entry), allow_pickle=False) as f:
+        return {key: f[key] for key in f.files}, entry
+
+
+def ship_map(model: str, dataset: str, arrays: dict[str, np.ndarray], metrics: dict[str, Any],
+             command: str, commit: str) -> dict[str, Any]:
+    # the map belongs to these weights: it records their hash
+    return ship_arrays("map", model, dataset, arrays, metrics, command, commit,
+                       checkpoint_sha256=find(model, dataset)["sha256"])
 
 
 def ship_study(study: str, dataset: str, arrays: dict[str, np.ndarray], metrics: dict[str, Any],
                command: str, commit: str) -> dict[str, Any]:
     """A study's arrays (e.g. the DRS toy's point clouds) and metrics, for pages to show."""
-    name = f"study-{artifact_name(study, dataset)}"
-    path = PRETRAINED_DIR / f"{name}.npz"
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    entry = {"name": name, "kind": "study", "model": study, "dataset": dataset,
-             "path": f"pretrained/{path.name}", "sha256": sha256(path), "bytes": path.stat().st_size,
-             "command": command, "commit": commit, "metrics": metrics}
-    write_manifest([e for e in read_manifest() if e["name"] != name] + [entry])
-    return entry
+    return ship_arrays("study", study, dataset, arrays, metrics, command, commit)
 
 
 def load_study(study: str, dataset: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    entry = find(study, dataset, kind="study")
-    with np.load(verify(entry), allow_pickle=False) as f:
-        return {key: f[key] for key in f.files}, entry
+    return load_arrays("study", study, dataset)
 
 
 def load_map(model: str, dataset: str) -> dict[str, np.ndarray]:
     """A map's arrays, hash-verified: ``coords`` (N, 2) and ``recon_error`` (N,) of every train
     then test image."""
-    entry = find(model, dataset, kind="map")
-    with np.load(verify(entry), allow_pickle=False) as f:
-        return {key: f[key] for key in f.files}
+    return load_arrays("map", model, dataset)[0]
 
 
 def record(model: str, dataset: str, key: str, result: dict[str, Any]) -> None:
