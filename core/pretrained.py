@@ -178,6 +178,29 @@ def load_map(model: str, dataset: str) -> dict[str, np.ndarray]:
     return load_arrays("map", model, dataset)[0]
 
 
+def remeasure(model: str, dataset: str, metrics: dict[str, Any], command: str, commit: str) -> dict[str, Any]:
+    """Replace a shipped checkpoint's metrics with a new measurement of the same weights (after
+    the evaluation itself changed), in the file and in the manifest. Weights, history and the
+    rebuild command stay; maps made from these weights follow the file's new hash."""
+    entry = find(model, dataset)
+    path = verify(entry)
+    net, payload = checkpoint.load(path)
+    old_sha = entry["sha256"]
+    checkpoint.save(path, net, dataset=payload["dataset"], step=payload["step"], epoch=payload["epoch"],
+                    metrics=metrics, history=payload.get("history", []))
+    entry.update(metrics=metrics, sha256=sha256(path), bytes=path.stat().st_size,
+                 remeasured={"command": command, "commit": commit})
+    entries = []
+    for e in read_manifest():
+        if e["name"] == entry["name"]:
+            e = entry
+        elif e["kind"] == "map" and e.get("checkpoint_sha256") == old_sha:
+            e = {**e, "checkpoint_sha256": entry["sha256"]}  # the same weights under a new hash
+        entries.append(e)
+    write_manifest(entries)
+    return entry
+
+
 def record(model: str, dataset: str, key: str, result: dict[str, Any]) -> None:
     """Attach an experiment's result to a shipped model's manifest entry."""
     entries = read_manifest()

@@ -55,7 +55,9 @@ def test_builds_with_the_crop_shapes_and_outputs():
     assert model(x).shape == (10, TINY["prototypes"])
     assert model(small[:10]).shape == (10, TINY["prototypes"])  # small crops go through the same nets
     assert model.encode(x).shape == (10, 16 * TINY["width"])  # 4·width channels on a 2×2 grid
-    assert model.pooled(x).shape == (10, 4 * TINY["width"])
+    assert model.feature_map(x, 1).shape == (10, 4 * TINY["width"])  # globally pooled
+    assert model.feature_map(x, 7).shape == (10, 49 * 4 * TINY["width"])  # the unpooled 7×7 map
+    torch.testing.assert_close(model.feature_map(x, 2), model.encode(x))
     torch.testing.assert_close(model.embed(x).norm(dim=1), torch.ones(10))
     cluster, confidence = model.assign(x)
     assert cluster.shape == (10,) and ((confidence > 0) & (confidence <= 1)).all()
@@ -122,6 +124,23 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded(x), model(x))
 
 
+def test_the_readout_is_chosen_without_the_test_images():
+    """Labels of the validation images decide: make grid 7 the only one that separates them."""
+    model = tiny()
+    images = torch.rand(60, 1, 28, 28)
+    labels = torch.arange(60) % 2
+
+    def fake_feature_map(x, grid=7, batch_size=2000):
+        z = torch.randn(len(x), 3, generator=torch.Generator().manual_seed(grid))
+        if grid == 7:  # one direction per label: a perfect kNN
+            z = F.one_hot(labels[: len(x)], 3).float() + 0.01 * z
+        return z
+
+    model.feature_map = fake_feature_map
+    grid, validation = model.choose_readout(images, labels)
+    assert grid == 7 and validation["7"] == 1.0 and set(validation) == {"1", "2", "4", "7"}
+
+
 def test_cosine_knn_matches_a_brute_force_vote():
     g = torch.Generator().manual_seed(0)
     base, query = torch.randn(200, 5, generator=g), torch.randn(30, 5, generator=g)
@@ -172,8 +191,12 @@ def test_measure_with_a_limit(tiny_run):
     model, _ = checkpoint.load(tiny_run)
     m = model.measure("mnist", limit=50, progress=False)
     assert m["test_images"] == 50 and m["prototypes"] == model.config.prototypes
-    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_pooled", "knn_accuracy_pixels"):
+    for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_pooled", "knn_accuracy_pixels",
+                "knn_accuracy_untrained", "knn_accuracy_map_codes"):
         assert 0.0 <= m[key] <= 1.0
+    # The read-out is the grid with the best accuracy on held-out *training* images.
+    assert set(m["knn_readout_validation"]) == {"1", "2", "4", "7"}
+    assert m["knn_readout_validation"][str(m["knn_readout_grid"])] == max(m["knn_readout_validation"].values())
     assert m["knn_accuracy_pixels"] > 0.6  # raw pixels are a strong baseline on mnist
     assert 0.0 <= m["nmi"] <= 1.0 and -1.0 <= m["ari"] <= 1.0
     assert 1 / model.config.prototypes <= m["largest_cluster_share"] <= 1.0
@@ -255,3 +278,25 @@ def test_the_shipped_swav_evaluates_from_the_command_line(dataset):
     bound = {"fashion-mnist": 3, "mnist": 5}[dataset]
     assert m["largest_cluster_share"] < bound / m["prototypes"]
     assert m["knn_accuracy"] > m["knn_accuracy_pixels"] - 0.05
+
+
+def test_remeasure_replaces_the_metrics_and_keeps_the_weights(tiny_run, isolated_dirs):
+    pretrained.ship(tiny_run, {"knn_accuracy": 0.1}, "python -m core train swav --dataset mnist --epochs 2 --limit 64")
+    pretrained.ship_map("swav", "mnist", {"coords": np.zeros((3, 2), np.float32)}, {"points": 3}, "test", "test")
+    before = pretrained.find("swav", "mnist")
+    weights = checkpoint.read(pretrained.file_of(before))["state_dict"]
+    entry = pretrained.remeasure("swav", "mnist", {"knn_accuracy": 0.2},
+                                 "python -m core evaluate swav --dataset mnist --record", "abc")
+    payload = checkpoint.read(pretrained.verify(entry))
+    assert payload["metrics"] == entry["metrics"] == {"knn_accuracy": 0.2}
+    assert payload["state_dict"].keys() == weights.keys()
+    assert all(torch.equal(payload["state_dict"][k], v) for k, v in weights.items())
+    assert entry["command"] == before["command"] and entry["remeasured"]["commit"] == "abc"
+    assert pretrained.find("swav", "mnist", kind="map")["checkpoint_sha256"] == entry["sha256"] != before["sha256"]
+
+
+def test_record_needs_the_full_measurement():
+    from conftest import run_cli
+
+    result = run_cli("evaluate", "swav", "--dataset", "mnist", "--record", "--limit", "50")
+    assert result.returncode == 2 and "drop --checkpoint and --limit" in result.stderr

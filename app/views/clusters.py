@@ -40,8 +40,12 @@ m = entry["metrics"]
 k = model.config.prototypes
 columns = st.columns(5)
 columns[0].metric("prototypes", k)
+readout = (f"the encoder's last feature map pooled to {m['knn_readout_grid']}×{m['knn_readout_grid']}, "
+           f"the read-out chosen on held-out training images; the same network untrained scores "
+           f"{m['knn_accuracy_untrained']:.3f}" if "knn_readout_grid" in m else "the encoder's features")
 columns[1].metric(f"{m['knn_k']}-NN accuracy", f"{m['knn_accuracy']:.3f}",
-                  f"{m['knn_accuracy'] - m['knn_accuracy_pixels']:+.3f} vs pixels")
+                  f"{m['knn_accuracy'] - m['knn_accuracy_pixels']:+.3f} vs pixels",
+                  help=f"Cosine {m['knn_k']}-NN vote of the test images among the training images, on {readout}.")
 columns[2].metric("NMI with labels", f"{m['nmi']:.3f}")
 columns[3].metric("ARI with labels", f"{m['ari']:.3f}")
 columns[4].metric("largest cluster", f"{m['largest_cluster_share']:.1%}", f"uniform {1 / k:.1%}",
