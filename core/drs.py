@@ -14,11 +14,14 @@ trades acceptance rate against quality.
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 EPSILON = 1e-6
 BURN_IN_SAMPLES = 10_000
@@ -30,6 +33,57 @@ def check_percentile(p: float) -> float:
     if not 0.0 <= p <= 100.0:
         raise ValueError(f"the γ percentile must be between 0 and 100, got {p}")
     return float(p)
+
+
+def calibrate_discriminator(discriminator: torch.nn.Module, score: Callable[[torch.Tensor], torch.Tensor],
+                            batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+                            val_real: torch.Tensor, val_fake: torch.Tensor,
+                            optimizer: torch.optim.Optimizer, *, steps: int, patience: int = 5,
+                            every: int = 100, progress: bool = False, desc: str = "calibrate D") -> dict:
+    """Keep training D alone with the logistic loss (real against fake, G frozen) until its loss
+    on a fixed validation set of both stops falling for ``patience`` checks (one every ``every``
+    steps), then keep the best D: the paper's calibration, so that D̃ estimates log p_data/p_g.
+
+    ``score(x)`` is D's logit (B,) of inputs as ``batch()`` returns them (a fresh (real, fake)
+    pair per step) and as the validation sets hold them. Returns the validation losses before and
+    after, and the steps taken."""
+    from tqdm.auto import tqdm
+
+    target = torch.cat([torch.ones(len(val_real)), torch.zeros(len(val_fake))])
+
+    def val_loss() -> float:
+        discriminator.eval()
+        with torch.no_grad():
+            logits = torch.cat([score(x[i : i + 1000]) for x in (val_real, val_fake)
+                                for i in range(0, len(x), 1000)])
+        return F.binary_cross_entropy_with_logits(logits, target).item()
+
+    before = best = val_loss()
+    best_state, waited, step = copy.deepcopy(discriminator.state_dict()), 0, 0
+    bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress)
+    for step in bar:
+        discriminator.train()
+        real, fake = batch()
+        logits = score(torch.cat([real, fake]))
+        loss = F.binary_cross_entropy_with_logits(
+            logits, torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % every == 0:
+            current = val_loss()
+            bar.set_postfix(val_loss=f"{current:.4f}")
+            if current < best - 1e-4:
+                best, waited = current, 0
+                best_state = copy.deepcopy(discriminator.state_dict())
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+    discriminator.load_state_dict(best_state)
+    discriminator.eval()
+    return {"calibration_val_loss_before": before, "calibration_val_loss_after": best,
+            "calibration_steps": step + 1}
 
 
 def burn_in(gan, samples: int = BURN_IN_SAMPLES, generator: torch.Generator | None = None) -> float:

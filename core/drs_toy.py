@@ -9,7 +9,6 @@ validation set), and DRS (``core/drs.py``) filters its samples.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 
@@ -92,30 +91,11 @@ def train(config: ToyConfig, progress: bool = True) -> tuple[ToyGAN, dict]:
     # Calibration: D alone, fresh real points against fresh fakes, early stopping on a fixed
     # validation set of both.
     val_real, val_fake = real_points(5000, rng), gan.sample(5000, rng)
-    target = torch.cat([torch.ones(5000), torch.zeros(5000)])
-
-    def val_loss() -> float:
-        return F.binary_cross_entropy_with_logits(
-            torch.cat([gan.logits(val_real), gan.logits(val_fake)]), target).item()
-
-    best, waited, best_state = val_loss(), 0, copy.deepcopy(gan.discriminator.state_dict())
-    before = best
-    for step in range(config.calibration_steps):
-        real, fake = real_points(config.batch_size, rng), gan.sample(config.batch_size, rng)
-        loss = F.binary_cross_entropy_with_logits(gan.discriminator(torch.cat([real, fake])).squeeze(1),
-                                                  torch.cat([ones, zeros]))
-        opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
-        if (step + 1) % 100 == 0:
-            current = val_loss()
-            if current < best - 1e-4:
-                best, waited, best_state = current, 0, copy.deepcopy(gan.discriminator.state_dict())
-            else:
-                waited += 1
-                if waited >= 5:
-                    break
-    gan.discriminator.load_state_dict(best_state)
+    log = drs.calibrate_discriminator(
+        gan.discriminator, lambda x: gan.discriminator(x).squeeze(1),
+        lambda: (real_points(config.batch_size, rng), gan.sample(config.batch_size, rng)),
+        val_real, val_fake, opt_d, steps=config.calibration_steps)
+    before, best = log["calibration_val_loss_before"], log["calibration_val_loss_after"]
     return gan, {"gan_train_seconds": round(gan_seconds, 1),
                  "train_seconds": round(time.perf_counter() - began, 1),
                  "calibration_val_loss_before": before, "calibration_val_loss_after": best}

@@ -180,7 +180,10 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
     if state is not None:
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizer"][name])
-    if start_epoch >= config.epochs:
+    # A run stopped during after_training (which follows the last epoch's checkpoint) finishes it
+    # on --resume; checkpoints from before this flag existed count as finished.
+    finished = state is None or state.get("after_training_done", True) or not hasattr(model, "after_training")
+    if start_epoch >= config.epochs and finished:
         print(f"{path} already has {start_epoch} epochs; ask for more with --epochs")
         return path
     train_set, test_set = data.load(dataset, "train"), data.load(dataset, "test")
@@ -223,7 +226,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=epoch + 1, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit)
+                        seconds=seconds, commit=commit, after_training_done=False)
     if hasattr(model, "after_training"):
         began = time.perf_counter()
         history[-1].update(model.after_training(train_set, progress=progress))
@@ -232,5 +235,5 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit)
+                        seconds=seconds, commit=commit, after_training_done=True)
     return path

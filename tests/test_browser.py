@@ -140,6 +140,34 @@ def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
     page.close()
 
 
+def test_an_uploaded_image_arrives_on_the_interpolate_page(app_url, browser, tmp_path):
+    """Issue 7: an uploaded endpoint. Upload a digit, add it, keep it, follow the link."""
+    from PIL import Image
+
+    from core import data, pretrained
+
+    shipped = {(e["model"], e["dataset"]) for e in pretrained.read_manifest()}
+    if not {("gon", "mnist"), ("exemplar_vae", "mnist")} <= shipped:
+        pytest.skip("gon or exemplar_vae not shipped for mnist")
+    digit = data.load("mnist", "test").images[7, 0].numpy()
+    path = tmp_path / "my-digit.png"
+    Image.fromarray((255 * (1 - digit)).astype("uint8")).resize((112, 112)).save(path)  # ink on paper
+    page = rendered(browser, f"{app_url}/upload?dataset=mnist", "upload-endpoint.png",
+                    ready="[data-testid='stFileUploader']")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(str(path))
+    page.get_by_role("button", name="Add 1 as exemplars").click(timeout=60_000)
+    page.get_by_role("button", name="Use as interpolation endpoint").click(timeout=90_000)
+    page.get_by_text("Interpolate between the last two kept").click(timeout=60_000)
+    page.get_by_text("upload my-digit.png").first.wait_for(timeout=90_000)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
+    page.wait_for_selector("[data-testid='stDownloadButton']", timeout=90_000)
+    page.screenshot(path=str(ARTIFACTS / "interpolate-upload-endpoint.png"), full_page=True)
+    assert "/interpolate" in page.url
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    page.close()
+
+
 @pytest.mark.parametrize("spec", PAGES_TO_SMOKE, ids=lambda s: s.title)
 def test_every_page_renders_without_an_error_box(app_url, browser, spec):
     """Issue 9, item 7: each page in Chromium, a screenshot each (tests/artifacts/page-*.png)."""

@@ -95,6 +95,42 @@ def test_calibration_does_not_worsen_validation_loss_and_round_trips(tmp_path):
     assert torch.equal(loaded.logits(x), gan.logits(x)) and int(loaded.calibrated) == 1
 
 
+def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeypatch):
+    """Calibration follows the last epoch's checkpoint; --resume must finish it, and extending
+    a calibrated run must calibrate again (D is trained in the game in between)."""
+    from dataclasses import dataclass
+
+    from core import train
+    from core.models.gan import GANConfig
+
+    @dataclass
+    class TinyConfig(GANConfig):
+        width: int = 8
+        batch_size: int = 16
+        calibration_steps: int = 100
+
+    monkeypatch.setattr(GAN, "Config", TinyConfig)
+    config, out = train.TrainConfig(epochs=1, limit=64), tmp_path / "run"
+
+    def interrupted(self, train_set, progress=True):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(GAN, "after_training", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train.train("gan", "mnist", config, out=out, progress=False)
+    path = out / "checkpoint.pt"
+    model, payload = checkpoint.load(path)
+    assert payload["epoch"] == 1 and not payload["after_training_done"] and int(model.calibrated) == 0
+    train.train("gan", "mnist", config, resume=True, out=out, progress=False)
+    model, payload = checkpoint.load(path)
+    assert payload["after_training_done"] and int(model.calibrated) == 1
+    assert "calibration_steps" in payload["history"][-1]
+
+    model.on_epoch_start(torch.rand(4, 1, 28, 28))  # what the next epoch of an extended run does first
+    assert int(model.calibrated) == 0
+
+
 def test_toy_quality_of_real_points_and_a_short_run():
     real = drs_toy.real_points(5000, torch.Generator().manual_seed(0))
     q = drs_toy.quality(real)

@@ -116,7 +116,8 @@ for upload in reversed(own[-MAX_SHOWN:]):
             ends = list(st.session_state.get("interpolation_endpoints", []))
             ends.append({"image": upload.image[0].numpy().astype(np.float32), "caption": f"upload {upload.name}"})
             st.session_state["interpolation_endpoints"] = ends[-2:]
-            st.success("Kept as an interpolation endpoint: open the Interpolation page.")
+            one.page_link("views/interpolate.py", label="Interpolate between the last two kept",
+                          icon=":material/linear_scale:")
         if not upload.shared and two.button("Remove", key=f"remove:{name}:{upload.id}"):
             session.remove(upload.id)
             st.rerun()

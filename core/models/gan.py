@@ -13,7 +13,6 @@ split of both (section 3.2 of the paper: "calibrate D" / keep training it).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -102,6 +101,9 @@ class GAN(nn.Module):
         return {"generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=betas),
                 "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=betas)}
 
+    def on_epoch_start(self, images: torch.Tensor) -> None:
+        self.calibrated.fill_(0)  # D is back in the game: a run extended after calibration must recalibrate
+
     def train_step(self, x, y, optimizers, *, epoch: int) -> dict[str, float]:
         real = x * 2 - 1
         fake = self.generator(torch.randn(len(x), self.config.nz))
@@ -137,50 +139,27 @@ class GAN(nn.Module):
 
 
 def calibrate(gan: GAN, held_out: torch.Tensor, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
-    """Keep training D alone, real held-out images against fresh fakes, until its validation loss
-    stops falling; keep the best D. Returns the validation losses before and after."""
-    from tqdm.auto import tqdm
+    """Calibrate D for DRS (``core.drs.calibrate_discriminator``) on held-out real images, a fifth
+    of them for validation, against fresh fakes of the frozen G."""
+    from core.drs import calibrate_discriminator
 
     config = gan.config
     rng = torch.Generator().manual_seed(seed)
     n_val = len(held_out) // 5
-    val_real, fit_real = held_out[:n_val], held_out[n_val:]
-    val_fake = gan.sample(n_val, rng)
-
-    def val_loss() -> float:
-        with torch.no_grad():
-            logits = torch.cat([gan.logits(val_real), gan.logits(val_fake)])
-            target = torch.cat([torch.ones(n_val), torch.zeros(n_val)])
-            return F.binary_cross_entropy_with_logits(logits, target).item()
-
+    val_real, fit_real = held_out[:n_val] * 2 - 1, held_out[n_val:] * 2 - 1  # D sees [-1, 1]
+    val_fake = gan.sample(n_val, rng) * 2 - 1
     gan.generator.eval()
-    optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
-    before = best = val_loss()
-    best_state, waited, step = copy.deepcopy(gan.discriminator.state_dict()), 0, 0
-    bar = tqdm(range(config.calibration_steps), desc="calibrate D", unit="step", disable=not progress)
-    for step in bar:
-        gan.discriminator.train()
-        real = fit_real[torch.randint(len(fit_real), (config.batch_size,), generator=rng)] * 2 - 1
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        real = fit_real[torch.randint(len(fit_real), (config.batch_size,), generator=rng)]
         with torch.no_grad():
             fake = gan.generator(torch.randn(config.batch_size, config.nz, generator=rng))
-        logits = gan.discriminator(torch.cat([real, fake]))
-        target = torch.cat([torch.ones(config.batch_size), torch.zeros(config.batch_size)])
-        loss = F.binary_cross_entropy_with_logits(logits, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if (step + 1) % 100 == 0:
-            current = val_loss()
-            bar.set_postfix(val_loss=f"{current:.4f}")
-            if current < best - 1e-4:
-                best, waited = current, 0
-                best_state = copy.deepcopy(gan.discriminator.state_dict())
-            else:
-                waited += 1
-                if waited >= config.calibration_patience:
-                    break
-    gan.discriminator.load_state_dict(best_state)
+        return real, fake
+
+    optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    log = calibrate_discriminator(gan.discriminator, gan.discriminator, batch, val_real, val_fake,
+                                  optimizer, steps=config.calibration_steps,
+                                  patience=config.calibration_patience, progress=progress)
     gan.calibrated.fill_(1)
     gan.eval()
-    return {"calibration_val_loss_before": before, "calibration_val_loss_after": best,
-            "calibration_steps": step + 1}
+    return log

@@ -120,6 +120,8 @@ class SwAV(nn.Module):
     Config = SwAVConfig
     TABLE_COLUMNS = (
         ("20-NN accuracy", "knn_accuracy", "{:.4f}"),
+        ("read-out grid", "knn_readout_grid", "{}"),
+        ("untrained 20-NN", "knn_accuracy_untrained", "{:.4f}"),
         ("pixels 20-NN", "knn_accuracy_pixels", "{:.4f}"),
         ("vae 20-NN", "knn_accuracy_vae", "{:.4f}"),
         ("exemplar_vae 20-NN", "knn_accuracy_exemplar_vae", "{:.4f}"),
