@@ -65,6 +65,7 @@ class GONConfig:
     width: int = 16  # channels of the last hidden layer, 2x and 4x before it (ngf = 16 officially)
     batch_size: int = 32  # the official code has 64: halved for more steps in our CPU budget
     lr: float = 2e-4
+    inner_scale: float = 1.0  # the inner loss's factor: 1 sums it over pixels (see ImplicitGONConfig)
 
 
 @dataclass
@@ -78,6 +79,10 @@ class ImplicitGONConfig:
     w0: float = 30.0  # SIREN's frequency factor
     batch_size: int = 32
     lr: float = 1e-4
+    # The inner loss is averaged over pixels here, as in the official code: a SIREN takes its
+    # latent through sin(w0 · W·[c; z]), so a latent 784 times larger (summed loss) lands on
+    # phases that wrap many times over, and training stalled at the mean image (loss ~104).
+    inner_scale: float = 1 / 784
 
 
 class ConvDecoder(nn.Module):
@@ -164,7 +169,7 @@ class GradientOrigin(nn.Module):
         """
         with torch.enable_grad():  # encoding is a gradient, even inside no_grad callers
             z0 = torch.zeros(len(x), self.config.latent_dim, device=x.device, requires_grad=True)
-            inner = squared_error(self.decoder(z0), x).sum()
+            inner = squared_error(self.decoder(z0), x).sum() * self.config.inner_scale
             (grad,) = torch.autograd.grad(inner, z0, create_graph=create_graph)
         return -grad
 
