@@ -20,7 +20,9 @@ Adam. Where we differ, and why:
 - the loss is the squared error SUMMED over the pixels of each image (the official code sums over
   the single channel and averages over pixels). The inner loss is summed over the batch as well,
   so an image's latent does not depend on the other images in its batch or on the batch size
-  (the official mean over the batch scales every z by 1/B); the outer loss is averaged over it;
+  (the official mean over the batch scales every z by 1/B); the outer loss is averaged over it.
+  The implicit GON's inner loss is averaged over pixels instead (``inner_scale``), as the
+  official code's is: its SIREN reads the latent through a sine, where the latent's scale matters;
 - no BatchNorm in the conv decoder: batch statistics would also make one image's latent depend on
   its batch, and an image encoded alone at test time would get a different latent. ELU replaces
   ReLU, so that units switched off at the origin still pass a gradient to z0;
