@@ -130,13 +130,20 @@ def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
     page = rendered(browser, f"{app_url}/latent_map?dataset=mnist&model=vae&point=3", "map-endpoint.png",
                     ready="[data-testid='stPlotlyChart']")
     page.get_by_role("button", name="Use as interpolation endpoint").click()
+    follow_to_interpolate(page, "map #3", "interpolate-map-endpoint.png")
+
+
+def follow_to_interpolate(page, endpoint: str, shot: str) -> None:
+    """Follow the "Interpolate between the last two kept" link; the kept ``endpoint`` must arrive
+    preselected, the page must finish with its downloads and no error."""
     page.get_by_text("Interpolate between the last two kept").click(timeout=60_000)
-    page.get_by_text("map #3").first.wait_for(timeout=90_000)
+    page.get_by_text(endpoint).first.wait_for(timeout=90_000)
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
     page.wait_for_selector("[data-testid='stDownloadButton']", timeout=90_000)
-    page.screenshot(path=str(ARTIFACTS / "interpolate-map-endpoint.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     assert "/interpolate" in page.url
     assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
     page.close()
 
 
@@ -157,15 +164,7 @@ def test_an_uploaded_image_arrives_on_the_interpolate_page(app_url, browser, tmp
     page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(str(path))
     page.get_by_role("button", name="Add 1 as exemplars").click(timeout=60_000)
     page.get_by_role("button", name="Use as interpolation endpoint").click(timeout=90_000)
-    page.get_by_text("Interpolate between the last two kept").click(timeout=60_000)
-    page.get_by_text("upload my-digit.png").first.wait_for(timeout=90_000)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
-    page.wait_for_selector("[data-testid='stDownloadButton']", timeout=90_000)
-    page.screenshot(path=str(ARTIFACTS / "interpolate-upload-endpoint.png"), full_page=True)
-    assert "/interpolate" in page.url
-    assert page.locator("[data-testid='stException']").count() == 0
-    assert page.locator("[data-testid='stAlertContentError']").count() == 0
-    page.close()
+    follow_to_interpolate(page, "upload my-digit.png", "interpolate-upload-endpoint.png")
 
 
 @pytest.mark.parametrize("spec", PAGES_TO_SMOKE, ids=lambda s: s.title)
