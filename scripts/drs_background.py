@@ -2,7 +2,7 @@
 
 Real Fashion-MNIST backgrounds are exactly 0; a tanh generator's are only close to it. If D
 used that, its logits would change when the faint pixels are zeroed. Prints the mean logit of
-2,000 fakes before and after, and the correlation of the two.
+2,000 fakes before and after, the mean change against the logits' spread, and the correlation.
 
     .venv/bin/python scripts/drs_background.py [--dataset fashion-mnist]
 """
@@ -27,7 +27,8 @@ def main() -> None:
     before = gan.logits(fakes)
     after = gan.logits(torch.where(fakes < args.threshold, torch.zeros_like(fakes), fakes))
     print(f"mean logit {before.mean():.4f} -> {after.mean():.4f} with pixels below {args.threshold} zeroed; "
-          f"mean |change| {(after - before).abs().mean():.4f}; "
+          f"mean |change| {(after - before).abs().mean():.4f} (the logits' spread across fakes: std "
+          f"{before.std():.4f}); "
           f"correlation {torch.corrcoef(torch.stack([before, after]))[0, 1]:.4f}")
 
 
