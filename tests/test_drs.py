@@ -50,6 +50,26 @@ def test_rejection_sampling_prefers_what_the_discriminator_likes():
     assert kept.mean() > gan.sample(2000, rng).mean()
 
 
+class MeanFeatures:
+    """A stand-in classifier whose features are each image's mean brightness and its square."""
+
+    def features(self, images):
+        m = images.mean(dim=(1, 2, 3))
+        return torch.stack([m, m * m], 1)
+
+
+def test_feature_ratio_ranks_like_the_real_images_and_drives_the_rule():
+    gan, rng = BrightnessGAN(), torch.Generator().manual_seed(0)
+    real = torch.rand(500, 1, 28, 28, generator=rng) * 0.5  # darker than the fakes
+    score = drs.feature_ratio(MeanFeatures(), real, gan.sample(500, rng))
+    fakes = gan.sample(2000, rng)
+    brightness = fakes.mean(dim=(1, 2, 3))
+    assert np.corrcoef(score(fakes).numpy(), brightness.numpy())[0, 1] < -0.9
+    kept, rate = drs.rejection_sample(gan, 300, drs.burn_in(gan, 2000, rng, score), 80.0, rng, score=score)
+    assert len(kept) == 300 and 0 < rate < 1
+    assert kept.mean() < brightness.mean()  # the rule now keeps the fakes that look like the real ones
+
+
 def test_percentile_out_of_range_is_a_plain_error():
     with pytest.raises(ValueError, match="between 0 and 100"):
         drs.rejection_sample(BrightnessGAN(), 10, 0.0, 120.0)
@@ -190,3 +210,27 @@ def test_shipped_gan_figures_come_from_the_cli():
     m = json.loads(result.stdout)
     assert {"fd_gan", "fd_drs", "acceptance_rate", "gamma_percentile", "classifier_accuracy"} <= set(m)
     assert m["samples"] == 10_000 and m["fd_drs"] < m["fd_gan"] and 0 < m["acceptance_rate"] < 1
+    # The reference ratio, fitted on the FD's own features, moves the FD further than D does.
+    assert m["fd_feature_ratio"] < m["fd_drs"] and -1 <= m["rank_correlation_d_feature_ratio"] <= 1
+
+
+def test_sweep_table_holds_the_readme_figures():
+    """The README quotes ranges from scripts/drs_sweep-h200.jsonl; they must be what it holds."""
+    import json
+
+    from core.paths import ROOT
+
+    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_sweep-h200.jsonl")]
+    fashion = [r for r in rows if r["variant"].startswith("fm_")]
+    mnist = [r for r in rows if r["variant"].startswith("mn_")]
+    assert round(min(r["change_drs_80"] for r in fashion), 3) == -0.077
+    assert round(max(r["change_drs_80"] for r in fashion), 3) == 0.299
+    assert max(r["change_oracle_80"] for r in fashion) < -0.30 and min(r["change_oracle_80"] for r in fashion) > -0.48
+    assert (round(min(r["change_drs_80"] for r in mnist), 3), round(max(r["change_drs_80"] for r in mnist), 3)) == (-0.135, -0.049)
+    assert round(min(r["spearman"] for r in rows), 2) == -0.01 and round(max(r["spearman"] for r in rows), 2) == 0.30
+    import subprocess
+    import sys
+
+    table = subprocess.run([sys.executable, "scripts/drs_sweep.py", "--table", "scripts/drs_sweep-h200.jsonl"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert table.count("\n") == len(rows) + 2 and "| fm_base | 40 | yes | 223.7 | +29.9% |" in table

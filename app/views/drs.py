@@ -27,6 +27,15 @@ cols[2].metric("Acceptance rate", f"{m['acceptance_rate']:.1%}", help=f"at the {
 cols[3].metric("Real training images", f"{m['fd_train_images']:.2f}", help="FD of real images: the floor")
 st.caption(f"{m['samples']:,} samples each; classifier test accuracy {m['classifier_accuracy']:.2%}. "
            f"Rebuilt with `{entry['command']}`.")
+if "fd_feature_ratio" in m:
+    st.markdown(
+        f"**Why DRS moves this FD so little.** The same rule driven by a ratio fitted on the "
+        f"classifier's own features (real against fake) would take the FD to "
+        f"**{m['fd_feature_ratio']:.2f}** ({m['fd_feature_ratio'] / m['fd_gan'] - 1:+.1%}, "
+        f"{m['acceptance_rate_feature_ratio']:.1%} accepted): that is not DRS, only how far selection "
+        f"alone can go. The discriminator's ranking of the same samples has a rank correlation of "
+        f"**{m['rank_correlation_d_feature_ratio']:.2f}** with that ratio: it tells real from fake by "
+        f"other cues than the ones the FD measures.")
 classes = state.dataset_or_stop(name, "test").classes
 st.plotly_chart(figures.class_shares(classes, {"GAN": m["class_shares_gan"], "GAN + DRS": m["class_shares_drs"]}))
 st.caption("Mode coverage: how the samples spread over the classes, by the classifier's labels.")
