@@ -168,7 +168,7 @@ def evaluate(gen, disc, calibration, held, held_features, features, ref, n: int 
         row.update(drs.calibrate_discriminator(disc, disc, batch, val_real, val_fake, opt, steps=3000, patience=5))
     disc.eval()
     with torch.no_grad():
-        fakes = batched(lambda z: gen(z), torch.randn(n + 10_000, NZ))
+        fakes = batched(gen, torch.randn(n + 10_000, NZ))
     logits = batched(disc, fakes).double().cpu()
     all_feats = features((fakes + 1) / 2)
     burn, logits, feats = logits[:10_000], logits[10_000:], all_feats[10_000:]
@@ -181,7 +181,7 @@ def evaluate(gen, disc, calibration, held, held_features, features, ref, n: int 
     from sklearn.linear_model import LogisticRegression
 
     k = len(held_features)
-    fit_fake = features((gen(torch.randn(k, NZ)).detach() + 1) / 2)
+    fit_fake = features((batched(gen, torch.randn(k, NZ)) + 1) / 2)
     oracle = LogisticRegression(max_iter=3000).fit(np.concatenate([held_features, fit_fake]), np.r_[np.ones(k), np.zeros(k)])
     oracle_scores = torch.from_numpy(oracle.decision_function(feats))
     burn_scores = {"drs": burn, "oracle": torch.from_numpy(oracle.decision_function(all_feats[:10_000]))}
