@@ -24,8 +24,10 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from core import checkpoint, data, models
@@ -79,6 +81,31 @@ def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: 
     return command
 
 
+class Run(NamedTuple):
+    model: nn.Module
+    config: TrainConfig
+    state: dict[str, Any] | None  # the checkpoint's contents, when resumed
+    history: list[dict[str, float]]
+    seconds: float
+    step: int
+    start_epoch: int
+
+
+def start_or_resume(model_name: str, config: TrainConfig, path: Path, resume: bool) -> Run:
+    """A fresh model seeded from ``config``, or, with ``resume``, the run saved at ``path`` with
+    its curve, clock and RNG state. A resumed run keeps its own settings (limit, seed, lr, ...):
+    only ``epochs`` may grow."""
+    if path.exists() and not resume:
+        raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
+    if resume and path.exists():
+        model, state = checkpoint.load(path)
+        torch.set_rng_state(state["rng"])
+        return Run(model, TrainConfig(**{**state["train_config"], "epochs": config.epochs}), state,
+                   state["history"], state["seconds"], state["step"], state["epoch"])
+    torch.manual_seed(config.seed)
+    return Run(models.build(model_name), config, None, [], 0.0, 0, 0)
+
+
 def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = False,
           out: Path | None = None, progress: bool = True) -> Path:
     """Train (or continue training) ``model_name`` on ``dataset``; returns the checkpoint path."""
@@ -87,19 +114,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
     path = (out or run_dir(model_name, dataset)) / "checkpoint.pt"
     if hasattr(models.MODELS[model_name], "train_step"):
         return train_family(model_name, dataset, config, path, resume=resume, progress=progress)
-    if path.exists() and not resume:
-        raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
-    if resume and path.exists():
-        model, state = checkpoint.load(path)
-        config = TrainConfig(**{**state["train_config"], "epochs": config.epochs})
-        history, seconds, step = state["history"], state["seconds"], state["step"]
-        start_epoch = state["epoch"]
-        torch.set_rng_state(state["rng"])
-    else:
-        torch.manual_seed(config.seed)
-        model = models.build(model_name)
-        state, history, seconds, step, start_epoch = None, [], 0.0, 0, 0
-    # A resumed run keeps its own settings (limit, seed, lr, ...); only --epochs may grow.
+    model, config, state, history, seconds, step, start_epoch = start_or_resume(model_name, config, path, resume)
     train_set = data.load(dataset, "train")
     images = train_set.images[: config.limit] if config.limit else train_set.images
     curve_images = data.binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES]
@@ -165,17 +180,7 @@ def held_out_images(model, images: torch.Tensor) -> torch.Tensor:
 def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
                  resume: bool, progress: bool) -> Path:
     """The loop for every family that brings its own ``train_step`` (see the module docstring)."""
-    if path.exists() and not resume:
-        raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
-    if resume and path.exists():
-        model, state = checkpoint.load(path)
-        config = TrainConfig(**{**state["train_config"], "epochs": config.epochs})
-        history, seconds, step, start_epoch = state["history"], state["seconds"], state["step"], state["epoch"]
-        torch.set_rng_state(state["rng"])
-    else:
-        torch.manual_seed(config.seed)
-        model = models.build(model_name)
-        state, history, seconds, step, start_epoch = None, [], 0.0, 0, 0
+    model, config, state, history, seconds, step, start_epoch = start_or_resume(model_name, config, path, resume)
     optimizers = model.configure_optimizers()
     if state is not None:
         for name, optimizer in optimizers.items():

@@ -161,6 +161,21 @@ def test_toy_quality_of_real_points_and_a_short_run():
     assert clouds["drs"].shape == (500, 2)
 
 
+def test_sampling_and_scoring_run_in_eval_mode_and_leave_the_mode_alone():
+    gan, classifier = tiny_gan(), models.build("classifier", {"width": 4})
+    x = torch.rand(8, 1, 28, 28)
+    gan.train(), classifier.train()
+    # In eval mode, BatchNorm uses its running statistics: one image scores the same alone as in a batch.
+    assert torch.allclose(gan.logits(x[:1]), gan.logits(x)[:1], atol=1e-5)
+    assert torch.allclose(classifier.features(x[:1]), classifier.features(x)[:1], atol=1e-5)
+    assert gan.training and gan.discriminator.training and classifier.training
+    gan.sample(4)
+    assert gan.generator.training  # fakes drawn mid-training leave the nets training
+    gan.eval(), classifier.eval()
+    gan.sample(4), gan.logits(x), classifier.predict(x)
+    assert not gan.training and not classifier.training
+
+
 def test_classifier_features_and_a_step():
     net = models.build("classifier", {"width": 4})
     x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))

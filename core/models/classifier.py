@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.models.inference import inference
+
 FEATURES = 128  # width of the penultimate layer, the space the Fréchet distance is measured in
 
 
@@ -57,15 +59,13 @@ class Classifier(nn.Module):
         """Class logits (B, classes) of images (B, 1, 28, 28) in [0, 1]."""
         return self.head(self.body(x))
 
-    @torch.no_grad()
+    @inference
     def features(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """Penultimate activations (N, 128), in eval mode, batched so any N fits in memory."""
-        self.eval()
         return torch.cat([self.body(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
-    @torch.no_grad()
+    @inference
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        self.eval()
         return torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
     # --- training, through core.train.train_family ---

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from core import neighbors
+from core.models.inference import inference
 from core.models.vae import LOG_2PI, VAE, VAEConfig, log_normal_diag
 
 
@@ -46,15 +47,12 @@ class ExemplarVAE(VAE):
 
     # -- the exemplar set -----------------------------------------------------------------------
 
-    @torch.no_grad()
+    @inference
     def set_exemplars(self, images: Tensor, batch_size: int = 2000) -> None:
         """Make ``images`` the exemplars: encode all of them (the cache) and index the means."""
         if len(images) < 2:
             raise ValueError("the exemplar prior needs at least 2 exemplars")
-        was_training = self.training
-        self.eval()
         means = [self.posterior(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
-        self.train(was_training)
         self.exemplar_images, self.exemplar_means = images, torch.cat(means)
         self._index = None  # rebuilt on first use
 

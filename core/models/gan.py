@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.models.inference import inference
+
 
 @dataclass
 class GANConfig:
@@ -78,20 +80,18 @@ class GAN(nn.Module):
         # Set by calibrate(): 1 once D has been calibrated for DRS.
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
 
-    @torch.no_grad()
+    @inference
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 1000) -> torch.Tensor:
         """n images (n, 1, 28, 28) in [0, 1]."""
-        self.eval()
         out = []
         for start in range(0, n, batch_size):
             z = torch.randn(min(batch_size, n - start), self.config.nz, generator=generator)
             out.append(self.generator(z))
         return (torch.cat(out) + 1) / 2
 
-    @torch.no_grad()
+    @inference
     def logits(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """D̃(x) of images (N, 1, 28, 28) in [0, 1]; (N,)."""
-        self.eval()
         return torch.cat([self.discriminator(images[i : i + batch_size] * 2 - 1)
                           for i in range(0, len(images), batch_size)])
 

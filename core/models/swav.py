@@ -28,6 +28,8 @@ from torch.nn import functional as F
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
+from core.models.inference import inference
+
 QUEUE_BELOW = 256  # batches smaller than this get a queue of past projections for Sinkhorn
 KNN_K = 20
 KNN_TEMPERATURE = 0.07  # the weighted vote of Wu et al. 2018, as DINO's and SwAV's kNN evaluations
@@ -231,12 +233,11 @@ class SwAV(nn.Module):
                 "empty_clusters": int((counts == 0).sum())}
 
     # --- inference ---
-    @torch.no_grad()
+    @inference
     def feature_map(self, x: Tensor, grid: int = 7, batch_size: int = 2000) -> Tensor:
         """The encoder's last feature map (4·width channels, 7×7 for a 28-px image), average-pooled
         to ``grid``×``grid`` and flattened: (N, 4·width·grid²). ``grid`` 1 is the globally pooled
         vector the projection head sees; larger grids keep where in the image a feature fired."""
-        self.eval()
         trunk = self.encoder[:-2]  # everything before the global average pool
         return torch.cat([F.adaptive_avg_pool2d(trunk(x[i : i + batch_size]), grid).flatten(1)
                           for i in range(0, len(x), batch_size)])
@@ -248,10 +249,9 @@ class SwAV(nn.Module):
         map would be 1.8 GB). The kNN evaluation chooses its own read-out (``measure``)."""
         return self.feature_map(x, MAP_GRID, batch_size)
 
-    @torch.no_grad()
+    @inference
     def embed(self, x: Tensor, batch_size: int = 2000) -> Tensor:
         """L2-normalised projections (N, proj_dim), the space the prototypes live in."""
-        self.eval()
         return torch.cat([self.project(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
