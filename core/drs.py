@@ -160,24 +160,30 @@ def rejection_sample(gan, n: int, max_logit: float, percentile: float,
     return torch.cat(kept)[:n], total / drawn
 
 
-def feature_ratio(classifier, real: torch.Tensor, fakes: torch.Tensor) -> Score:
-    """A log-ratio estimate in the space the FD is measured in: logistic regression on the
-    classifier's features of real images against fakes. Not DRS (it reads the yardstick's own
-    features, so selecting by it is close to tuning on the metric): ``study`` reports it as the
-    reference for how far the same acceptance rule can move the FD when its ratio tracks what the
-    FD measures, and D's rank correlation with it says how much D's ratio does."""
+def feature_ratio(features: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                  fakes: torch.Tensor) -> Score:
+    """A log-ratio estimate in a feature space: logistic regression on ``features(images)`` of
+    real images against fakes, a discriminator that sees only those features. Two are fitted:
+
+    - ``study``: on the classifier's features, the space the FD is measured in. Not DRS (it reads
+      the yardstick's own features, so selecting by it is close to tuning on the metric): the
+      reference for how far the same acceptance rule can move the FD when its ratio tracks what
+      the FD measures; D's rank correlation with it says how much D's ratio does;
+    - ``scripts/drs_diagnosis.py``: on SwAV's features, which no label ever shaped, a semantic
+      discriminator that does not read the yardstick. It is still not the paper's D (the GAN's
+      own, calibrated)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     with torch.no_grad():
-        x = torch.cat([classifier.features(real), classifier.features(fakes)]).double().numpy()
+        x = torch.cat([features(real), features(fakes)]).double().numpy()
     y = np.r_[np.ones(len(real)), np.zeros(len(fakes))]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(x, y)
 
     def score(images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.from_numpy(model.decision_function(classifier.features(images).double().numpy()))
+            return torch.from_numpy(model.decision_function(features(images).double().numpy()))
 
     return score
 
@@ -229,7 +235,7 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
     from core.train import held_out_images
 
     held_out = held_out_images(gan, train_images)
-    reference_score = feature_ratio(classifier, held_out, gan.sample(len(held_out), generator))
+    reference_score = feature_ratio(classifier.features, held_out, gan.sample(len(held_out), generator))
     reference_kept, reference_rate = rejection_sample(
         gan, n, burn_in(gan, BURN_IN_SAMPLES, generator, reference_score), percentile, generator,
         score=reference_score)

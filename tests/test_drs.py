@@ -50,18 +50,16 @@ def test_rejection_sampling_prefers_what_the_discriminator_likes():
     assert kept.mean() > gan.sample(2000, rng).mean()
 
 
-class MeanFeatures:
-    """A stand-in classifier whose features are each image's mean brightness and its square."""
-
-    def features(self, images):
-        m = images.mean(dim=(1, 2, 3))
-        return torch.stack([m, m * m], 1)
+def mean_features(images):
+    """Stand-in features: each image's mean brightness and its square."""
+    m = images.mean(dim=(1, 2, 3))
+    return torch.stack([m, m * m], 1)
 
 
 def test_feature_ratio_ranks_like_the_real_images_and_drives_the_rule():
     gan, rng = BrightnessGAN(), torch.Generator().manual_seed(0)
     real = torch.rand(500, 1, 28, 28, generator=rng) * 0.5  # darker than the fakes
-    score = drs.feature_ratio(MeanFeatures(), real, gan.sample(500, rng))
+    score = drs.feature_ratio(mean_features, real, gan.sample(500, rng))
     fakes = gan.sample(2000, rng)
     brightness = fakes.mean(dim=(1, 2, 3))
     assert np.corrcoef(score(fakes).numpy(), brightness.numpy())[0, 1] < -0.9
@@ -249,3 +247,31 @@ def test_sweep_table_holds_the_readme_figures():
     table = subprocess.run([sys.executable, "scripts/drs_sweep.py", "--table", "scripts/drs_sweep-h200.jsonl"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
     assert table.count("\n") == len(rows) + 2 and "| fm_base | 40 | yes | 223.7 | +29.9% |" in table
+
+
+def test_diagnosis_holds_the_readme_figures():
+    """The README quotes scripts/drs_diagnosis.jsonl (one run of scripts/drs_diagnosis.py per dataset)."""
+    import json
+
+    from core.paths import ROOT
+
+    rows = {r["dataset"]: r for r in map(json.loads, open(ROOT / "scripts" / "drs_diagnosis.jsonl"))}
+    fm, mn = rows["fashion-mnist"], rows["mnist"]
+    # Stored to 4 decimals; the README rounds half up, so -0.1485 reads -14.9%.
+    percent = lambda changes: pytest.approx([100 * c for c in changes], abs=0.051)
+    assert [2.1, 1.2, 2.4] == percent(fm["fd_change_by_seed"]["drs"])
+    assert [-9.0, -6.8, -8.9] == percent(mn["fd_change_by_seed"]["drs"])
+    assert [-14.9, -12.8, -11.6] == percent(fm["fd_change_by_seed"]["embedding"])
+    assert [-8.4, -13.8, -7.4] == percent(mn["fd_change_by_seed"]["embedding"])
+    assert [-2.8, -4.3, -8.1] == percent(fm["fd_change_by_seed"]["encoder"])
+    assert [-18.5, -19.0, -11.9] == percent(mn["fd_change_by_seed"]["encoder"])
+    spread = lambda rates: (round(100 * min(rates), 1), round(100 * max(rates), 1))
+    assert spread(fm["acceptance_rate_by_seed"]["embedding"]) == (30.3, 30.6)
+    assert spread(mn["acceptance_rate_by_seed"]["encoder"]) == (22.0, 22.3)
+    assert [round(v, 2) for v in fm["d_agreement"].values()] == [0.71, 0.74, 0.82]
+    assert [round(v, 2) for v in mn["d_agreement"].values()] == [0.76, 0.74, 0.89]
+    with_reference = lambda r: [r["rank_correlations"][d]["reference"] for d in ("shipped", "fresh1", "fresh2")]
+    assert (round(min(with_reference(fm)), 2), round(max(with_reference(fm)), 2)) == (0.07, 0.10)
+    assert (round(min(with_reference(mn)), 2), round(max(with_reference(mn)), 2)) == (0.05, 0.25)
+    assert round(fm["rank_correlations"]["shipped"]["ink"], 2) == -0.38
+    assert round(fm["rank_correlations"]["reference"]["feature_norm"], 2) == 0.57
