@@ -59,6 +59,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples < 1000:
         parser.error(f"--samples must be at least 1000, got {args.samples}")
+    try:
+        drs.check_percentile(args.percentile)
+        diagnose(args)
+    except ValueError as exc:  # a bad percentile, or a model not shipped (pretrained.ArtifactError)
+        parser.exit(2, f"drs_diagnosis.py: error: {exc}\n")
+
+
+def diagnose(args: argparse.Namespace) -> None:
     began = time.perf_counter()
 
     gan, _ = pretrained.load("gan", args.dataset)
