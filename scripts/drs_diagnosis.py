@@ -1,7 +1,7 @@
 """What does the calibrated discriminator rank fakes by, and would a semantic one do better? (README, DRS.)
 
 DRS on the shipped GANs moves the Fréchet distance much less than selection can (the feature-space
-reference of ``python -m core evaluate drs``). This script measures four things about why, on the
+reference of ``python -m core evaluate drs``). This script measures five things about why, on the
 same fakes of the shipped GAN:
 
 1. How much does the FD change of one draw vary? DRS at the 80th percentile, as ``evaluate drs``
@@ -20,8 +20,11 @@ same fakes of the shipped GAN:
    embedding (where the prototypes cluster) and its encoder's feature map (the codes the maps
    use). Each is fitted and run once per seed, beside DRS. Unlike the classifier-feature
    reference, neither reads the yardstick; neither is the paper's D.
+5. Would recalibrating the GAN's own D help? The same rule, with a new logistic head fitted on
+   D's last feature map (after its last LeakyReLU, 7×7), average-pooled to 1×1, 2×2 or left 7×7
+   (the last is D's own linear layer refitted), on the same held-out images against fresh fakes.
 
-    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, ~30 min
+    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, ~25 min
 
 ``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores).
 """
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
@@ -47,6 +51,20 @@ from core.train import held_out_images  # noqa: E402
 
 def rho(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     return round(float(spearmanr(np.asarray(a), np.asarray(b)).statistic), 3)
+
+
+def d_features(gan, grid: int):
+    """D's feature map before its linear layer (Discriminator.body ends with Flatten, Linear),
+    average-pooled to ``grid``×``grid``: the features a recalibrated head would read."""
+    trunk = gan.discriminator.body[:-2]
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        gan.eval()
+        with torch.no_grad():
+            return torch.cat([F.adaptive_avg_pool2d(trunk(images[i : i + 1000] * 2 - 1), grid).flatten(1)
+                              for i in range(0, len(images), 1000)])
+
+    return features
 
 
 def main() -> None:
@@ -92,17 +110,18 @@ def diagnose(args: argparse.Namespace) -> None:
     tracks = {name: {"reference": rho(s, reference), "ink": rho(s, ink), "feature_norm": rho(s, feature_norm)}
               for name, s in {**scores, "reference": reference}.items()}
 
-    # The semantic discriminators: SwAV's features, through the same rule as DRS.
+    # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
     statistics = fidelity.feature_statistics(classifier.features(data.load(args.dataset, "test").images))
 
     def fd(images: torch.Tensor) -> float:
         return fidelity.frechet_distance(fidelity.feature_statistics(classifier.features(images)), statistics)
 
-    spaces = {"embedding": swav.embed, "encoder": swav.encode}
+    spaces = {"embedding": swav.embed, "encoder": swav.encode,
+              **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, 7)}}
     changes = {"drs": [], **{space: [] for space in spaces}}
     rates = {name: [] for name in changes}
-    semantic_ranks = {}
+    head_ranks = {}
     for seed in range(args.seeds):
         rng = torch.Generator().manual_seed(seed)
         max_logit = drs.burn_in(gan, drs.BURN_IN_SAMPLES, rng)
@@ -119,7 +138,7 @@ def diagnose(args: argparse.Namespace) -> None:
             rates[space].append(round(rate, 4))
             if seed == 0:
                 on_fakes = score(fakes)
-                semantic_ranks[space] = {"d": rho(on_fakes, scores["shipped"]), "reference": rho(on_fakes, reference)}
+                head_ranks[space] = {"d": rho(on_fakes, scores["shipped"]), "reference": rho(on_fakes, reference)}
 
     print(json.dumps({
         "dataset": args.dataset,
@@ -128,9 +147,9 @@ def diagnose(args: argparse.Namespace) -> None:
         "fresh_calibrations": calibrations,
         "rank_correlations": tracks,  # each score against the reference, ink and feature norm
         "gamma_percentile": args.percentile,
-        "fd_change_by_seed": changes,  # DRS (D's ratio) and the SwAV-feature discriminators, per seed
+        "fd_change_by_seed": changes,  # DRS (D's ratio) and each feature-space discriminator, per seed
         "acceptance_rate_by_seed": rates,
-        "rank_correlations_swav_ratio": semantic_ranks,  # seed 0's fit, against D and the reference
+        "rank_correlations_feature_heads": head_ranks,  # seed 0's fit, against D and the reference
         "seconds": round(time.perf_counter() - began, 1),
     }))
 
