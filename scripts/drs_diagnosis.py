@@ -24,7 +24,7 @@ same fakes of the shipped GAN:
    D's last feature map (after its last LeakyReLU, 7×7), average-pooled to 1×1, 2×2 or left 7×7
    (the last is D's own linear layer refitted), on the same held-out images against fresh fakes.
 
-    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, ~25 min
+    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 12-16 min here
 
 ``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores).
 """
