@@ -197,21 +197,19 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
 
     began = time.perf_counter()
     gan = model if model is not None else pretrained.load("gan", dataset)[0]
-    classifier, _ = pretrained.load("classifier", dataset)
     if not int(gan.calibrated):
         raise ValueError("this GAN's discriminator is not calibrated; it is calibrated at the end of "
                          f"`python -m core train gan --dataset {dataset}`")
-    test = data.load(dataset, "test")
     n = limit or 10_000
     if n < 200:
         raise ValueError(f"--limit sets the samples per set for the Fréchet distance; use at least 200, got {n}")
+    test = data.load(dataset, "test")
+    yardstick = fidelity.Yardstick.shipped(dataset)
+    classifier = yardstick.classifier
     generator = torch.Generator().manual_seed(seed)
-    reference = fidelity.feature_statistics(classifier.features(test.images))
-    classes = len(test.classes)
 
     def quality(images: torch.Tensor) -> tuple[float, list[float]]:
-        fd = fidelity.frechet_distance(fidelity.feature_statistics(classifier.features(images)), reference)
-        return fd, fidelity.class_shares(classifier.predict(images), classes)
+        return yardstick.fd(images), yardstick.class_shares(images)
 
     max_logit = burn_in(gan, BURN_IN_SAMPLES, generator)
     samples = gan.sample(n, generator)

@@ -37,3 +37,28 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
 def class_shares(labels: torch.Tensor, classes: int) -> list[float]:
     counts = torch.bincount(labels, minlength=classes).double()
     return (counts / counts.sum()).tolist()
+
+
+class Yardstick:
+    """The classifier and the test set's feature statistics, computed once: FD and class shares of
+    any set of images against that test set."""
+
+    def __init__(self, classifier, test_images: torch.Tensor, classes: int):
+        self.classifier = classifier
+        self.classes = classes
+        self.reference = feature_statistics(classifier.features(test_images))
+
+    @classmethod
+    def shipped(cls, dataset: str) -> "Yardstick":
+        """The shipped classifier of ``dataset`` against its test set."""
+        from core import data, pretrained
+
+        classifier, _ = pretrained.load("classifier", dataset)
+        test = data.load(dataset, "test")
+        return cls(classifier, test.images, len(test.classes))
+
+    def fd(self, images: torch.Tensor) -> float:
+        return frechet_distance(feature_statistics(self.classifier.features(images)), self.reference)
+
+    def class_shares(self, images: torch.Tensor) -> list[float]:
+        return class_shares(self.classifier.predict(images), self.classes)

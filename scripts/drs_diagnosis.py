@@ -88,7 +88,8 @@ def diagnose(args: argparse.Namespace) -> None:
     began = time.perf_counter()
 
     gan, _ = pretrained.load("gan", args.dataset)
-    classifier, _ = pretrained.load("classifier", args.dataset)
+    yardstick = fidelity.Yardstick.shipped(args.dataset)
+    classifier = yardstick.classifier
     held_out = held_out_images(gan, data.load(args.dataset, "train").images)
     generator = torch.Generator().manual_seed(0)
     fakes = gan.sample(args.samples, generator)
@@ -112,11 +113,7 @@ def diagnose(args: argparse.Namespace) -> None:
 
     # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
-    statistics = fidelity.feature_statistics(classifier.features(data.load(args.dataset, "test").images))
-
-    def fd(images: torch.Tensor) -> float:
-        return fidelity.frechet_distance(fidelity.feature_statistics(classifier.features(images)), statistics)
-
+    fd = yardstick.fd
     spaces = {"embedding": swav.embed, "encoder": swav.encode,
               **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, 7)}}
     changes = {"drs": [], **{space: [] for space in spaces}}

@@ -84,6 +84,27 @@ def test_frechet_distance_of_shifted_gaussians():
     assert fidelity.class_shares(torch.tensor([0, 0, 1, 2]), 4) == [0.5, 0.25, 0.25, 0.0]
 
 
+class BrightnessFeatures:
+    """A stand-in classifier: features (mean, 1 − mean) of each image, its label 1 when bright."""
+
+    def features(self, images):
+        m = images.mean(dim=(1, 2, 3))
+        return torch.stack([m, 1 - m], dim=1)
+
+    def predict(self, images):
+        return (images.mean(dim=(1, 2, 3)) > 0.5).long()
+
+
+def test_yardstick_measures_images_against_the_test_set():
+    generator = torch.Generator().manual_seed(0)
+    test = torch.rand(4000, 1, 28, 28, generator=generator)
+    yardstick = fidelity.Yardstick(BrightnessFeatures(), test, classes=2)
+    assert yardstick.fd(test) == pytest.approx(0.0, abs=1e-9)
+    darker = test * 0.9
+    assert yardstick.fd(darker) > yardstick.fd(torch.rand(4000, 1, 28, 28, generator=generator))
+    assert yardstick.class_shares(darker) == [1.0, 0.0]  # every darkened image is below 0.5
+
+
 def tiny_gan() -> GAN:
     torch.manual_seed(0)
     return models.build("gan", {"width": 8, "nz": 8, "batch_size": 16, "calibration_steps": 200})
