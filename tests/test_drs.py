@@ -244,6 +244,9 @@ def test_shipped_gan_figures_come_from_the_cli():
     m = json.loads(result.stdout)
     assert {"fd_gan", "fd_drs", "acceptance_rate", "gamma_percentile", "classifier_accuracy"} <= set(m)
     assert m["samples"] == 10_000 and m["fd_drs"] < m["fd_gan"] and 0 < m["acceptance_rate"] < 1
+    changes = m["fd_change_by_draw"]
+    assert len(changes) == 3 and changes[0] == m["fd_change"] and len(set(changes)) == 3  # independent draws
+    assert m["fd_change_median"] == sorted(changes)[1]
     # The reference ratio, fitted on the FD's own features, moves the FD further than D does.
     assert m["fd_feature_ratio"] < m["fd_drs"] and -1 <= m["rank_correlation_d_feature_ratio"] <= 1
 

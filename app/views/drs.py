@@ -27,6 +27,11 @@ cols[2].metric("Acceptance rate", f"{m['acceptance_rate']:.1%}", help=f"at the {
 cols[3].metric("Real training images", f"{m['fd_train_images']:.2f}", help="FD of real images: the floor")
 st.caption(f"{m['samples']:,} samples each; classifier test accuracy {m['classifier_accuracy']:.2%}. "
            f"Rebuilt with `{entry['command']}`.")
+if "fd_change_by_draw" in m:
+    draws = ", ".join(f"{c:+.1%}" for c in m["fd_change_by_draw"])
+    st.markdown(f"**One draw is noisy.** The FD change above is the first of {len(m['fd_change_by_draw'])} "
+                f"independent draws (BurnIn, plain samples and DRS samples each time): {draws}; "
+                f"median **{m['fd_change_median']:+.1%}**.")
 if "fd_feature_ratio" in m:
     st.markdown(
         f"**Why DRS moves this FD so little.** The same rule driven by a ratio fitted on the "
