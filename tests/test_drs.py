@@ -221,6 +221,8 @@ def test_drs_page_rethresholds_the_same_draw():
     at.switch_page("views/drs.py")
     at.run()
     assert not at.exception, at.exception
+    # The shipped figure comes with its spread over independent draws (fd_change_by_draw).
+    assert any(md.value.startswith("**One draw is noisy.**") and "median" in md.value for md in at.markdown)
     accepted = lambda: next(m.value for m in at.metric if m.label == "Accepted in this draw")
     at.slider[0].set_value(20).run()
     loose = accepted()
@@ -306,3 +308,33 @@ def test_diagnosis_holds_the_readme_figures():
     assert (round(min(with_reference(mn)), 2), round(max(with_reference(mn)), 2)) == (0.05, 0.25)
     assert round(fm["rank_correlations"]["shipped"]["ink"], 2) == -0.38
     assert round(fm["rank_correlations"]["reference"]["feature_norm"], 2) == 0.57
+
+
+def test_readme_quotes_the_recorded_draws_and_the_deeper_d():
+    """The README's spread of the shipped FD change is the manifest's fd_change_by_draw, and its
+    deeper-D figures are scripts/drs_deep_discriminator.jsonl (one run of that script)."""
+    import json
+
+    from core import pretrained
+    from core.paths import ROOT
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
+    for dataset in ("fashion-mnist", "mnist"):
+        m = pretrained.find("gan", dataset)["metrics"]
+        draws = [percent(c) for c in m["fd_change_by_draw"]]
+        quoted = f"{draws[0]}, {draws[1]} and {draws[2]}"
+        assert f"{quoted} on {'Fashion-MNIST' if dataset == 'fashion-mnist' else 'MNIST'}" in readme
+        assert f"(median {percent(m['fd_change_median'])})" in readme
+    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_deep_discriminator.jsonl")]
+    assert [r["seed"] for r in rows] == [0, 1, 2] and {r["epochs"] for r in rows} == {10}
+    at = lambda p: [r[f"p{p}"]["fd_change"] for r in rows]
+    p80 = ", ".join(percent(c) for c in at(80)[:2]) + f" and {percent(at(80)[2])} at the 80th percentile"
+    assert p80 in readme
+    assert f"by {percent(min(at(50)))} to {percent(max(at(50)))} at the 50th" in readme
+    assert f"by {percent(min(at(95)))} to {percent(max(at(95)))} at the 95th" in readme
+    fds = sorted(r["fd_gan"] for r in rows)
+    assert f"the FD ({fds[0]:.1f} to {fds[-1]:.1f})" in readme
+    rates = [r["p80"]["acceptance_rate"] for r in rows]
+    assert f"({100 * min(rates):.1f}–{100 * max(rates):.1f}% accepted)" in readme
+    assert f"0.402 → {rows[0]['calibration']['calibration_val_loss_after']:.3f}" in readme

@@ -69,7 +69,8 @@ class GAN(nn.Module):
     family = "gan"
     Config = GANConfig
     TABLE_COLUMNS = (("FD GAN", "fd_gan", "{:.2f}"), ("FD GAN+DRS", "fd_drs", "{:.2f}"),
-                     ("FD change", "fd_change", "{:+.1%}"), ("acceptance", "acceptance_rate", "{:.1%}"),
+                     ("FD change", "fd_change", "{:+.1%}"), ("median FD change", "fd_change_median", "{:+.1%}"),
+                     ("acceptance", "acceptance_rate", "{:.1%}"),
                      ("γ percentile", "gamma_percentile", "{}"), ("samples", "samples", "{}"))
 
     def __init__(self, config: GANConfig):
