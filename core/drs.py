@@ -161,6 +161,16 @@ def rejection_sample(gan, n: int, max_logit: float, percentile: float,
     return torch.cat(kept)[:n], total / drawn
 
 
+def fd_with_and_without(gan, yardstick, n: int, percentile: float,
+                        generator: torch.Generator | None = None) -> tuple[float, float, float]:
+    """One independent measurement of DRS: BurnIn, then the FD (``fidelity.Yardstick``) of n plain
+    samples and of n accepted by Algorithm 1. Returns (FD without, FD with, acceptance rate)."""
+    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator)
+    fd_plain = yardstick.fd(gan.sample(n, generator))
+    kept, rate = rejection_sample(gan, n, max_logit, percentile, generator)
+    return fd_plain, yardstick.fd(kept), rate
+
+
 def feature_ratio(features: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                   fakes: torch.Tensor) -> Score:
     """A log-ratio estimate in a feature space: logistic regression on ``features(images)`` of
@@ -229,11 +239,9 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
     # figure comes with its spread: on Fashion-MNIST one draw's change is within that spread of 0.
     changes = [chosen["fd"] / fd_gan - 1]
     for draw_seed in tqdm(range(seed + 1, seed + DRAWS), desc="further draws", disable=not progress):
-        rng = torch.Generator().manual_seed(draw_seed)
-        max_logit_draw = burn_in(gan, BURN_IN_SAMPLES, rng)
-        fd_plain = yardstick.fd(gan.sample(n, rng))
-        kept, _ = rejection_sample(gan, n, max_logit_draw, percentile, rng)
-        changes.append(yardstick.fd(kept) / fd_plain - 1)
+        fd_plain, fd_kept, _ = fd_with_and_without(gan, yardstick, n, percentile,
+                                                   torch.Generator().manual_seed(draw_seed))
+        changes.append(fd_kept / fd_plain - 1)
     train_images = data.load(dataset, "train").images
     train_fd, _ = quality(train_images[:n])
     # The reference: the same rule with the ratio fitted in the FD's feature space, on the real

@@ -113,7 +113,6 @@ def diagnose(args: argparse.Namespace) -> None:
 
     # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
-    fd = yardstick.fd
     spaces = {"embedding": swav.embed, "encoder": swav.encode,
               **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, 7)}}
     changes = {"drs": [], **{space: [] for space in spaces}}
@@ -121,17 +120,14 @@ def diagnose(args: argparse.Namespace) -> None:
     head_ranks = {}
     for seed in range(args.seeds):
         rng = torch.Generator().manual_seed(seed)
-        max_logit = drs.burn_in(gan, drs.BURN_IN_SAMPLES, rng)
-        plain = gan.sample(args.samples, rng)
-        fd_plain = fd(plain)
-        kept, rate = drs.rejection_sample(gan, args.samples, max_logit, args.percentile, rng)
-        changes["drs"].append(round(fd(kept) / fd_plain - 1, 4))
+        fd_plain, fd_drs, rate = drs.fd_with_and_without(gan, yardstick, args.samples, args.percentile, rng)
+        changes["drs"].append(round(fd_drs / fd_plain - 1, 4))
         rates["drs"].append(round(rate, 4))
         for space, features in spaces.items():
             score = drs.feature_ratio(features, held_out, gan.sample(len(held_out), rng))
             kept, rate = drs.rejection_sample(gan, args.samples, drs.burn_in(gan, drs.BURN_IN_SAMPLES, rng, score),
                                               args.percentile, rng, score=score)
-            changes[space].append(round(fd(kept) / fd_plain - 1, 4))
+            changes[space].append(round(yardstick.fd(kept) / fd_plain - 1, 4))
             rates[space].append(round(rate, 4))
             if seed == 0:
                 on_fakes = score(fakes)

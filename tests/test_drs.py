@@ -105,6 +105,18 @@ def test_yardstick_measures_images_against_the_test_set():
     assert yardstick.class_shares(darker) == [1.0, 0.0]  # every darkened image is below 0.5
 
 
+def test_one_drs_measurement_moves_the_fd_towards_what_d_prefers():
+    # BrightnessGAN's D likes bright images; the "test set" is brighter than its samples.
+    generator = torch.Generator().manual_seed(1)
+    bright = torch.rand(3000, 1, 28, 28, generator=generator) * 0.9 + 0.1
+    yardstick = fidelity.Yardstick(BrightnessFeatures(), bright, classes=2)
+    measure = lambda seed: drs.fd_with_and_without(BrightnessGAN(), yardstick, 1000, 80.0,
+                                                   torch.Generator().manual_seed(seed))
+    fd_plain, fd_drs, rate = measure(0)
+    assert fd_drs < fd_plain and 0 < rate < 1
+    assert measure(0) == (fd_plain, fd_drs, rate) and measure(1) != measure(0)  # a seed is one draw
+
+
 def tiny_gan() -> GAN:
     torch.manual_seed(0)
     return models.build("gan", {"width": 8, "nz": 8, "batch_size": 16, "calibration_steps": 200})
