@@ -51,16 +51,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist", choices=data.DATASETS)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("runs/gan-deep-d"))
+    parser.add_argument("--out", type=Path, help="the run's folder (default runs/gan-deep-d-DATASET)")
     parser.add_argument("--seeds", type=int, default=3, help="DRS draws (seeds 0, 1, ...)")
     args = parser.parse_args()
     if args.epochs < 1 or args.seeds < 1:
         parser.error("--epochs and --seeds must be at least 1")
+    out = args.out or Path(f"runs/gan-deep-d-{args.dataset}")
 
     # Every GAN built from here on (fresh, or rebuilt from the run's checkpoint) has the deeper D.
     gan_module.Discriminator = DeepDiscriminator
     try:
-        path = train.train("gan", args.dataset, train.TrainConfig(epochs=args.epochs), resume=True, out=args.out)
+        if (out / "checkpoint.pt").exists():  # resuming another dataset's run would train it on this one
+            saved = checkpoint.read(out / "checkpoint.pt")["dataset"]
+            if saved != args.dataset:
+                parser.error(f"{out} holds a run on {saved}, not {args.dataset}: choose another --out")
+        path = train.train("gan", args.dataset, train.TrainConfig(epochs=args.epochs), resume=True, out=out)
         gan, payload = checkpoint.load(path)
         yardstick = fidelity.Yardstick.shipped(args.dataset)
     except (ValueError, FileNotFoundError) as exc:  # --out holds another model's run; data or classifier missing
