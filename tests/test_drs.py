@@ -340,7 +340,7 @@ def test_readme_quotes_the_recorded_draws_and_the_deeper_d():
         assert f"(median {percent(m['fd_change_median'])})" in readme
     rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_deep_discriminator.jsonl")]
     for dataset, epochs in (("fashion-mnist", 10), ("mnist", 40)):
-        runs = [r for r in rows if r["dataset"] == dataset]
+        runs = [r for r in rows if r["dataset"] == dataset and r["epochs"] == epochs]
         assert [r["seed"] for r in runs] == [0, 1, 2] and {r["epochs"] for r in runs} == {epochs}
         at = lambda p: [r[f"p{p}"]["fd_change"] for r in runs]
         rates = lambda p: [r[f"p{p}"]["acceptance_rate"] for r in runs]
@@ -349,7 +349,17 @@ def test_readme_quotes_the_recorded_draws_and_the_deeper_d():
         assert f"by {percent(min(at(95)))} to {percent(max(at(95)))} at the 95th" in readme
         fds = sorted(r["fd_gan"] for r in runs)
         assert f"{fds[0]:.1f} to {fds[-1]:.1f}" in readme
-    fashion = [r for r in rows if r["dataset"] == "fashion-mnist"]
+    longer = [r for r in rows if r["dataset"] == "fashion-mnist" and r["epochs"] == 20]
+    assert [r["seed"] for r in longer] == [0, 1, 2]
+    p80 = [r["p80"]["fd_change"] for r in longer]
+    assert ", ".join(percent(c) for c in p80[:2]) + f" and {percent(p80[2])} at the 80th percentile" in readme
+    assert {f"{100 * r['p80']['acceptance_rate']:.1f}" for r in longer} == {"22.9"} and "(22.9% accepted)" in readme
+    p95 = [r["p95"]["fd_change"] for r in longer]
+    assert f"by {percent(min(p95))} to {percent(max(p95))} at the 95th, as with" in readme
+    fds = sorted(r["fd_gan"] for r in longer)
+    fm_shipped = pretrained.find("gan", "fashion-mnist")["metrics"]["fd_gan"]
+    assert f"FD {fds[0]:.1f} to {fds[-1]:.1f} against the shipped {fm_shipped:.1f}" in readme
+    fashion = [r for r in rows if r["dataset"] == "fashion-mnist" and r["epochs"] == 10]
     p50 = [r["p50"]["fd_change"] for r in fashion]
     assert f"by {percent(min(p50))} to {percent(max(p50))} at the 50th" in readme
     assert f"0.402 → {fashion[0]['calibration']['calibration_val_loss_after']:.3f}" in readme
