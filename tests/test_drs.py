@@ -368,3 +368,25 @@ def test_readme_quotes_the_recorded_draws_and_the_deeper_d():
     assert f"({100 * min(mnist_p95):.1f}–{100 * max(mnist_p95):.1f}% accepted): past" in readme
     shipped = pretrained.find("gan", "mnist")["metrics"]["fd_gan"]
     assert f"against the shipped {shipped:.1f})" in readme
+
+
+def test_dcgan_discriminator_by_default_and_old_checkpoints_load_as_two_layer(tmp_path):
+    """The DCGAN-shaped D (down to 4×4, a 4×4 conv to the logit) is the default; a checkpoint
+    saved before the config had a ``discriminator`` field was made with the two-layer D."""
+    from dataclasses import asdict
+
+    gan = tiny_gan()
+    assert gan.config.discriminator == "dcgan"
+    assert isinstance(gan.discriminator.body[-2], torch.nn.Conv2d) and gan.discriminator.body[-2].kernel_size == (4, 4)
+    assert gan.logits(torch.rand(3, 1, 28, 28)).shape == (3,)
+
+    old = models.build("gan", {"width": 8, "nz": 8, "discriminator": "two-layer"})
+    checkpoint.save(tmp_path / "old.pt", old, dataset="mnist", step=1, epoch=1)
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    payload["config"] = {k: v for k, v in asdict(old.config).items() if k != "discriminator"}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _ = checkpoint.load(tmp_path / "old.pt")
+    x = torch.rand(4, 1, 28, 28)
+    assert loaded.config.discriminator == "two-layer" and torch.equal(loaded.logits(x), old.logits(x))
+    with pytest.raises(ValueError, match="unknown discriminator"):
+        models.build("gan", {"discriminator": "resnet"})

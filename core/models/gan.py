@@ -3,7 +3,11 @@ Sampling needs (Azadi, Olsson, Darrell, Goodfellow & Odena, ICLR 2019; the paper
 code; ``core/drs.py`` holds the sampling rule).
 
 DCGAN (Radford et al. 2016): transposed convolutions with BatchNorm and ReLU in G, strided
-convolutions with LeakyReLU in D, Adam(2e-4, β1 = 0.5), the non-saturating loss.
+convolutions with LeakyReLU in D down to 4×4 and a 4×4 convolution to the logit, Adam(2e-4,
+β1 = 0.5), the non-saturating loss. GANs shipped before 2026-11-26 had a shallower D ("two-layer":
+two strided convolutions and a linear layer on the 7×7 map); their checkpoints still load, and
+``scripts/drs_sweep.py`` still trains it. The DCGAN-shaped D gives a better G on both datasets
+and the larger DRS gain on MNIST (README, DRS).
 
 DRS reads D's logit D̃(x) as an estimate of log p_data(x)/p_g(x). That holds for the optimal D
 only, so after GAN training D keeps training against the frozen G on real images the GAN never
@@ -31,6 +35,14 @@ class GANConfig:
     holdout_fraction: float = 0.1  # the last tenth of the training images, unseen by the GAN, calibrate D
     calibration_steps: int = 3000  # upper bound; early stopping usually ends it sooner
     calibration_patience: int = 5  # validations (every 100 steps) without improvement
+    discriminator: str = "dcgan"  # or "two-layer", the D of the GANs shipped before it (see LEGACY_CONFIG)
+
+    def __post_init__(self):
+        if self.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"unknown discriminator {self.discriminator!r}; choose one of: {', '.join(DISCRIMINATORS)}")
+
+
+DISCRIMINATORS = ("dcgan", "two-layer")
 
 
 class Generator(nn.Module):
@@ -50,15 +62,23 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, kind: str = "dcgan"):
         super().__init__()
         w = width
-        self.body = nn.Sequential(
+        # Layers are built in this order for both kinds, so that a seed gives the same weights
+        # as the runs recorded in scripts/drs_deep_discriminator.jsonl.
+        layers = [
             nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, 14, 14)
             nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # (B, 2w, 7, 7)
-            nn.Flatten(),
-            nn.Linear(2 * w * 7 * 7, 1),
-        )
+        ]
+        if kind == "dcgan":
+            layers += [
+                nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),  # (B, 4w, 4, 4)
+                nn.Conv2d(4 * w, 1, 4, 1, 0), nn.Flatten(),  # (B, 1): every pixel reaches the logit
+            ]
+        else:
+            layers += [nn.Flatten(), nn.Linear(2 * w * 7 * 7, 1)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The logit D̃(x), shape (B,), of images in [-1, 1]."""
@@ -68,6 +88,7 @@ class Discriminator(nn.Module):
 class GAN(nn.Module):
     family = "gan"
     Config = GANConfig
+    LEGACY_CONFIG = {"discriminator": "two-layer"}  # what checkpoints saved before these fields existed had
     TABLE_COLUMNS = (("FD GAN", "fd_gan", "{:.2f}"), ("FD GAN+DRS", "fd_drs", "{:.2f}"),
                      ("FD change", "fd_change", "{:+.1%}"), ("median FD change", "fd_change_median", "{:+.1%}"),
                      ("acceptance", "acceptance_rate", "{:.1%}"),
@@ -77,7 +98,7 @@ class GAN(nn.Module):
         super().__init__()
         self.config = config
         self.generator = Generator(config.nz, config.width)
-        self.discriminator = Discriminator(config.width)
+        self.discriminator = Discriminator(config.width, config.discriminator)
         # Set by calibrate(): 1 once D has been calibrated for DRS.
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
 
