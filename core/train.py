@@ -16,6 +16,8 @@ trains through ``train_family``, and for that it provides, on its model class:
   kept out of training, and
   ``after_training(train_set, progress)`` runs once the run reaches its last epoch (a GAN
   calibrates its discriminator on those held-out images there) and returns numbers for the log.
+  The checkpoint keeps the weights from before it too: a run extended with --resume continues
+  from those, as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -191,6 +193,10 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
     if start_epoch >= config.epochs and finished:
         print(f"{path} already has {start_epoch} epochs; ask for more with --epochs")
         return path
+    if state is not None and start_epoch < config.epochs and "weights_before_after_training" in state:
+        # after_training changed the weights for use (a GAN's calibrated D); the run goes on from
+        # the weights the game left, so that a run in pieces is the same as one in one go.
+        model.load_state_dict(state["weights_before_after_training"])
     train_set, test_set = data.load(dataset, "train"), data.load(dataset, "test")
     images, labels = train_set.images, train_set.labels
     holdout = held_out_count(model, len(images))
@@ -234,11 +240,13 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
                         seconds=seconds, commit=commit, after_training_done=False)
     if hasattr(model, "after_training"):
         began = time.perf_counter()
+        trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
         history[-1].update(model.after_training(train_set, progress=progress))
         seconds += time.perf_counter() - began
         history[-1]["seconds"] = round(seconds, 1)
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit, after_training_done=True)
+                        seconds=seconds, commit=commit, after_training_done=True,
+                        weights_before_after_training=trained)
     return path

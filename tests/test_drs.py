@@ -181,6 +181,15 @@ def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeyp
     model.on_epoch_start(torch.rand(4, 1, 28, 28))  # what the next epoch of an extended run does first
     assert int(model.calibrated) == 0
 
+    # Extended by one epoch, the run continues from the D of the game, not the calibrated one: it
+    # ends where a two-epoch run in one go ends.
+    train.train("gan", "mnist", train.TrainConfig(epochs=2, limit=64), resume=True, out=out, progress=False)
+    in_pieces, payload = checkpoint.load(path)
+    assert payload["epoch"] == 2 and int(in_pieces.calibrated) == 1
+    train.train("gan", "mnist", train.TrainConfig(epochs=2, limit=64), out=tmp_path / "whole", progress=False)
+    whole, _ = checkpoint.load(tmp_path / "whole" / "checkpoint.pt")
+    assert all(torch.equal(a, b) for a, b in zip(in_pieces.state_dict().values(), whole.state_dict().values()))
+
 
 def test_toy_quality_of_real_points_and_a_short_run():
     real = drs_toy.real_points(5000, torch.Generator().manual_seed(0))
