@@ -21,12 +21,15 @@ same fakes of the shipped GAN:
    use). Each is fitted and run once per seed, beside DRS. Unlike the classifier-feature
    reference, neither reads the yardstick; neither is the paper's D.
 5. Would recalibrating the GAN's own D help? The same rule, with a new logistic head fitted on
-   D's last feature map (after its last LeakyReLU, 7×7), average-pooled to 1×1, 2×2 or left 7×7
-   (the last is D's own linear layer refitted), on the same held-out images against fresh fakes.
+   D's last feature map (after its last LeakyReLU: 4×4 in the DCGAN-shaped D, 7×7 in the
+   two-layer one), average-pooled to 1×1 or 2×2, or left whole (D's own last layer refitted),
+   on the same held-out images against fresh fakes.
 
     .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 12-16 min here
 
-``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores).
+``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores), on the
+shipped GANs; ``scripts/drs_diagnosis-two-layer.jsonl`` the same for the GANs shipped until
+2026-11-26, whose D was the two-layer one (commit 12c0367 has them).
 """
 
 from __future__ import annotations
@@ -53,10 +56,16 @@ def rho(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     return round(float(spearmanr(np.asarray(a), np.asarray(b)).statistic), 3)
 
 
+def d_trunk(gan) -> torch.nn.Module:
+    """D up to its last feature map: Discriminator.body ends with (Conv2d 4×4, Flatten) in the
+    DCGAN-shaped D and with (Flatten, Linear) in the two-layer one, the head either way."""
+    return gan.discriminator.body[:-2]
+
+
 def d_features(gan, grid: int):
-    """D's feature map before its linear layer (Discriminator.body ends with Flatten, Linear),
-    average-pooled to ``grid``×``grid``: the features a recalibrated head would read."""
-    trunk = gan.discriminator.body[:-2]
+    """D's last feature map, average-pooled to ``grid``×``grid``: the features a recalibrated
+    head would read."""
+    trunk = d_trunk(gan)
 
     def features(images: torch.Tensor) -> torch.Tensor:
         gan.eval()
@@ -100,7 +109,7 @@ def diagnose(args: argparse.Namespace) -> None:
     for seed in range(1, args.fresh + 1):
         fresh = copy.deepcopy(gan)
         torch.manual_seed(seed)  # the fresh D's initial weights
-        fresh.discriminator = Discriminator(gan.config.width)
+        fresh.discriminator = Discriminator(gan.config.width, gan.config.discriminator)
         calibrations[f"fresh{seed}"] = calibrate(fresh, held_out, seed=seed, progress=True)
         scores[f"fresh{seed}"] = fresh.logits(fakes)
     names = list(scores)
@@ -113,8 +122,10 @@ def diagnose(args: argparse.Namespace) -> None:
 
     # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
+    with torch.no_grad():
+        last_map_size = d_trunk(gan)(fakes[:1] * 2 - 1).shape[-1]  # 4 (DCGAN-shaped D) or 7 (two-layer)
     spaces = {"embedding": swav.embed, "encoder": swav.encode,
-              **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, 7)}}
+              **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, last_map_size)}}
     changes = {"drs": [], **{space: [] for space in spaces}}
     rates = {name: [] for name in changes}
     head_ranks = {}

@@ -1,6 +1,7 @@
 """Which GAN makes Discriminator Rejection Sampling work? A sweep of generator and discriminator
 variants, each trained from scratch, calibrated and scored the way ``python -m core evaluate drs``
-scores the shipped GAN (README, DRS).
+scores the shipped GAN (README, DRS). Every variant starts from the GAN shipped until 2026-11-26,
+whose D is the two-layer one (``GANConfig.discriminator``); the shipped GAN now has a deeper D.
 
 For every variant and checkpoint epoch it prints one JSON line: the FD of plain GAN samples and of
 DRS samples (Algorithm 1, γ per batch of 1,000) at the 50/80/95th percentiles, and, as a yardstick
@@ -126,7 +127,8 @@ def run_variant(name: str, data_path: str, out_dir: Path, device: str, epochs: i
     ref = fidelity.feature_statistics(torch.from_numpy(features(test)))
     held_features = features(held)
 
-    gan = GAN(GANConfig(nz=NZ, width=WIDTH, batch_size=BATCH, lr=LR))
+    # The recorded sweep predates the DCGAN-shaped D: its "batch" variants are the two-layer D.
+    gan = GAN(GANConfig(nz=NZ, width=WIDTH, batch_size=BATCH, lr=LR, discriminator="two-layer"))
     if g_kind == "upsample":
         gan.generator = UpsampleGenerator(NZ, WIDTH)
     if d_kind == "spectral":

@@ -34,7 +34,7 @@ if "fd_change_by_draw" in m:
                 f"median **{m['fd_change_median']:+.1%}**.")
 if "fd_feature_ratio" in m:
     st.markdown(
-        f"**Why DRS moves this FD so little.** The same rule driven by a ratio fitted on the "
+        f"**What selection could do.** The same rule driven by a ratio fitted on the "
         f"classifier's own features (real against fake) would take the FD to "
         f"**{m['fd_feature_ratio']:.2f}** ({m['fd_feature_ratio'] / m['fd_gan'] - 1:+.1%}, "
         f"{m['acceptance_rate_feature_ratio']:.1%} accepted): that is not DRS, only how far selection "

@@ -65,8 +65,8 @@ class Discriminator(nn.Module):
     def __init__(self, width: int, kind: str = "dcgan"):
         super().__init__()
         w = width
-        # Layers are built in this order for both kinds, so that a seed gives the same weights
-        # as the runs recorded in scripts/drs_deep_discriminator.jsonl.
+        # Both kinds build their first two stages first: a seed still gives the two-layer D the
+        # weights it had before the DCGAN-shaped one existed (the recorded sweep reproduces).
         layers = [
             nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, 14, 14)
             nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # (B, 2w, 7, 7)
