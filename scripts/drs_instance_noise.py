@@ -5,7 +5,8 @@ Fashion-MNIST): in D's eyes the two distributions barely overlap, and there log 
 a ratio but a verdict, so DRS keeps the fakes that look most finished rather than rebalancing
 what G over- and under-produces. Instance noise (Sønderby et al. 2016; Arjovsky & Bottou 2017)
 makes them overlap: D keeps training on real images and fakes, both with Gaussian noise of std σ
-added, so that its logit estimates the ratio of the two smoothed densities. A sample is then
+added (``core.models.gan.calibrate(noise_std=σ)``), so that its logit estimates the ratio of the
+two smoothed densities. A sample is then
 scored by the mean logit over ``--views`` noisy copies of it.
 
 Everything else is ``evaluate drs``: the shipped GAN, whose calibrated D this continues from
@@ -31,30 +32,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
 from core import data, drs, fidelity, pretrained  # noqa: E402
+from core.models.gan import calibrate  # noqa: E402
 from core.train import held_out_images  # noqa: E402
 
 NOISE_STDS = (0.2, 0.5)  # in D's input scale, [-1, 1]: a tenth and a quarter of its range
-
-
-def noisy_calibration(gan, held_out: torch.Tensor, std: float, seed: int = 0) -> dict:
-    """``core.models.gan.calibrate`` with N(0, std²) added to every real and fake D sees."""
-    config = gan.config
-    rng = torch.Generator().manual_seed(seed)
-    noise = lambda x: x + std * torch.randn(x.shape, generator=rng)  # noqa: E731
-    n_val = len(held_out) // 5
-    val_real, fit_real = noise(held_out[:n_val] * 2 - 1), held_out[n_val:] * 2 - 1
-    val_fake = noise(gan.sample(n_val, rng) * 2 - 1)
-    gan.generator.eval()
-
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        real = fit_real[torch.randint(len(fit_real), (config.batch_size,), generator=rng)]
-        with torch.no_grad():
-            fake = gan.generator(torch.randn(config.batch_size, config.nz, generator=rng))
-        return noise(real), noise(fake)
-
-    optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
-    return drs.calibrate_discriminator(gan.discriminator, gan.discriminator, batch, val_real, val_fake, optimizer,
-                                       steps=config.calibration_steps, patience=config.calibration_patience)
 
 
 def smoothed_score(gan, std: float, views: int, seed: int = 0) -> drs.Score:
@@ -87,7 +68,7 @@ def main() -> None:
     for std in NOISE_STDS:
         began = time.perf_counter()
         gan = copy.deepcopy(shipped)
-        calibration = noisy_calibration(gan, held_out, std)
+        calibration = calibrate(gan, held_out, noise_std=std, progress=False)
         for seed in range(args.seeds):
             rng = torch.Generator().manual_seed(seed)
             score = smoothed_score(gan, std, args.views, seed)

@@ -403,6 +403,7 @@ def test_readme_quotes_the_instance_noise_runs():
 
 
 def test_instance_noise_calibration_and_smoothed_score():
+    import copy
     import importlib.util
 
     from core.paths import ROOT
@@ -410,10 +411,12 @@ def test_instance_noise_calibration_and_smoothed_score():
     spec = importlib.util.spec_from_file_location("drs_instance_noise", ROOT / "scripts" / "drs_instance_noise.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    gan = tiny_gan()
-    log = script.noisy_calibration(gan, torch.rand(200, 1, 28, 28) * 0.2, std=0.5)
+    gan, held_out = tiny_gan(), torch.rand(200, 1, 28, 28) * 0.2
+    plain, noisy = copy.deepcopy(gan), copy.deepcopy(gan)
+    log = calibrate(noisy, held_out, noise_std=0.5, progress=False)
     assert log["calibration_val_loss_after"] <= log["calibration_val_loss_before"]
+    assert log != calibrate(plain, held_out, progress=False)  # the noise reaches D (validation included)
     x = torch.rand(6, 1, 28, 28)
-    one, four = script.smoothed_score(gan, 0.5, views=1, seed=0), script.smoothed_score(gan, 0.5, views=4, seed=0)
+    one, four = script.smoothed_score(noisy, 0.5, views=1, seed=0), script.smoothed_score(noisy, 0.5, views=4, seed=0)
     assert one(x).shape == four(x).shape == (6,) and not torch.equal(one(x), four(x))
-    assert torch.equal(script.smoothed_score(gan, 0.5, 4, seed=3)(x), script.smoothed_score(gan, 0.5, 4, seed=3)(x))
+    assert torch.equal(script.smoothed_score(noisy, 0.5, 4, seed=3)(x), script.smoothed_score(noisy, 0.5, 4, seed=3)(x))

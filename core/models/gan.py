@@ -160,23 +160,31 @@ class GAN(nn.Module):
         return drs.study(dataset, limit=limit, progress=progress, model=self)
 
 
-def calibrate(gan: GAN, held_out: torch.Tensor, *, seed: int = 0, progress: bool = True) -> dict[str, float]:
+def calibrate(gan: GAN, held_out: torch.Tensor, *, seed: int = 0, progress: bool = True,
+              noise_std: float = 0.0) -> dict[str, float]:
     """Calibrate D for DRS (``core.drs.calibrate_discriminator``) on held-out real images, a fifth
-    of them for validation, against fresh fakes of the frozen G."""
+    of them for validation, against fresh fakes of the frozen G.
+
+    ``noise_std`` > 0 adds N(0, noise_std²) to every real and fake D sees, validation included
+    (instance noise; ``scripts/drs_instance_noise.py``): the shipped calibration has none."""
     from core.drs import calibrate_discriminator
 
     config = gan.config
     rng = torch.Generator().manual_seed(seed)
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return x + noise_std * torch.randn(x.shape, generator=rng) if noise_std else x
+
     n_val = len(held_out) // 5
-    val_real, fit_real = held_out[:n_val] * 2 - 1, held_out[n_val:] * 2 - 1  # D sees [-1, 1]
-    val_fake = gan.sample(n_val, rng) * 2 - 1
+    val_real, fit_real = noisy(held_out[:n_val] * 2 - 1), held_out[n_val:] * 2 - 1  # D sees [-1, 1]
+    val_fake = noisy(gan.sample(n_val, rng) * 2 - 1)
     gan.generator.eval()
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
         real = fit_real[torch.randint(len(fit_real), (config.batch_size,), generator=rng)]
         with torch.no_grad():
             fake = gan.generator(torch.randn(config.batch_size, config.nz, generator=rng))
-        return real, fake
+        return noisy(real), noisy(fake)
 
     optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
     log = calibrate_discriminator(gan.discriminator, gan.discriminator, batch, val_real, val_fake,
