@@ -162,12 +162,14 @@ def rejection_sample(gan, n: int, max_logit: float, percentile: float,
 
 
 def fd_with_and_without(gan, yardstick, n: int, percentile: float,
-                        generator: torch.Generator | None = None) -> tuple[float, float, float]:
+                        generator: torch.Generator | None = None,
+                        score: Score | None = None) -> tuple[float, float, float]:
     """One independent measurement of DRS: BurnIn, then the FD (``fidelity.Yardstick``) of n plain
-    samples and of n accepted by Algorithm 1. Returns (FD without, FD with, acceptance rate)."""
-    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator)
+    samples and of n accepted by Algorithm 1. Returns (FD without, FD with, acceptance rate).
+    ``score`` replaces D's logit as the log-ratio estimate, as in ``draw``."""
+    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator, score)
     fd_plain = yardstick.fd(gan.sample(n, generator))
-    kept, rate = rejection_sample(gan, n, max_logit, percentile, generator)
+    kept, rate = rejection_sample(gan, n, max_logit, percentile, generator, score=score)
     return fd_plain, yardstick.fd(kept), rate
 
 

@@ -115,6 +115,11 @@ def test_one_drs_measurement_moves_the_fd_towards_what_d_prefers():
     fd_plain, fd_drs, rate = measure(0)
     assert fd_drs < fd_plain and 0 < rate < 1
     assert measure(0) == (fd_plain, fd_drs, rate) and measure(1) != measure(0)  # a seed is one draw
+    # Another score in D's place: one that likes dark images takes the FD away from the bright test set.
+    darkest = lambda images: -BrightnessGAN().logits(images)
+    fd_plain_dark, fd_dark, _ = drs.fd_with_and_without(BrightnessGAN(), yardstick, 1000, 80.0,
+                                                        torch.Generator().manual_seed(0), score=darkest)
+    assert fd_dark > fd_plain_dark
 
 
 def tiny_gan() -> GAN:
