@@ -141,6 +141,17 @@ def draw(gan, n: int, max_logit: float, generator: torch.Generator | None = None
                 torch.rand(n, generator=generator, dtype=torch.float64), max_logit)
 
 
+def accept_batch(scores: torch.Tensor, max_logit: float, percentile: float,
+                 uniforms: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One batch of Algorithm 1 on scores already computed: D̃*_M raised to the batch's largest
+    score, γ the p-th percentile of the batch's F, sample i kept if uniforms[i] < sigmoid(F_i − γ).
+    Returns the boolean mask and the new D̃*_M."""
+    max_logit = max(max_logit, float(scores.max()))
+    f = f_scores(scores, max_logit)
+    gamma = float(np.percentile(f.numpy(), percentile))
+    return uniforms < acceptance_probability(f, gamma), max_logit
+
+
 def rejection_sample(gan, n: int, max_logit: float, percentile: float,
                      generator: torch.Generator | None = None, batch_size: int = 1000,
                      max_draws: int = 2_000_000, score: Score | None = None) -> tuple[torch.Tensor, float]:
@@ -148,16 +159,17 @@ def rejection_sample(gan, n: int, max_logit: float, percentile: float,
     Returns the first n accepted images and the acceptance rate over every sample drawn (the
     last batch's surplus counts as accepted: truncating it would bias the rate low)."""
     check_percentile(percentile)
+    score = score or gan.logits
     kept, drawn, total = [], 0, 0
     while total < n:
         if drawn >= max_draws:
             raise ValueError(f"DRS accepted only {total} of {drawn} samples at the {percentile}th "
                              f"percentile; choose a lower percentile")
-        d = draw(gan, batch_size, max_logit, generator, batch_size, score)
-        max_logit, drawn = d.max_logit, drawn + batch_size
-        accepted = d.images[d.accepted(percentile)]
-        kept.append(accepted)
-        total += len(accepted)
+        images = gan.sample(batch_size, generator)
+        accepted, max_logit = accept_batch(score(images), max_logit, percentile,
+                                           torch.rand(batch_size, generator=generator, dtype=torch.float64))
+        kept.append(images[accepted])
+        drawn, total = drawn + batch_size, total + int(accepted.sum())
     return torch.cat(kept)[:n], total / drawn
 
 

@@ -193,16 +193,12 @@ def evaluate(gen, disc, calibration, held, held_features, features, ref, n: int 
     uniforms = torch.rand(n, generator=generator, dtype=torch.float64, device="cpu")
     for label, scores in (("drs", logits), ("oracle", oracle_scores)):
         for p in (50, 80, 95):
-            accepted = []
-            m = float(burn_scores[label].max())
-            # core.drs.rejection_sample's Algorithm 1 (M raised online, γ from each batch's F) on
-            # scores already computed, since that one draws from a CPU generator.
+            # Algorithm 1 batch by batch, as core.drs.rejection_sample runs it, but on scores
+            # already computed on the device (rejection_sample samples from a CPU generator).
+            accepted, m = [], float(burn_scores[label].max())
             for i in range(0, n, 1000):
-                s = scores[i : i + 1000]
-                m = max(m, float(s.max()))
-                f = drs.f_scores(s, m)
-                gamma = float(np.percentile(f.numpy(), p))
-                accepted.append(uniforms[i : i + 1000] < torch.sigmoid(f - gamma))
+                batch, m = drs.accept_batch(scores[i : i + 1000], m, p, uniforms[i : i + 1000])
+                accepted.append(batch)
             mask = torch.cat(accepted).numpy()
             chosen = feats[mask][:10_000]
             row[f"fd_{label}_{p}"] = fd(chosen)

@@ -122,6 +122,19 @@ def test_one_drs_measurement_moves_the_fd_towards_what_d_prefers():
     assert fd_dark > fd_plain_dark
 
 
+def test_algorithm_1_on_scores_already_computed_is_rejection_sample():
+    # scripts/drs_sweep.py scores fakes on a GPU first and then runs accept_batch over them.
+    gan, kept, max_logit, generator = BrightnessGAN(), [], 0.0, torch.Generator().manual_seed(4)
+    for _ in range(3):  # rejection_sample's order of draws: a batch of samples, then its uniforms
+        images = gan.sample(1000, generator)
+        accepted, max_logit = drs.accept_batch(gan.logits(images), max_logit, 80.0,
+                                               torch.rand(1000, generator=generator, dtype=torch.float64))
+        kept.append(images[accepted])
+    images, rate = drs.rejection_sample(gan, 400, 0.0, 80.0, torch.Generator().manual_seed(4))
+    assert torch.equal(images, torch.cat(kept)[:400]) and rate == len(kept[0]) / 1000
+    assert 0 < rate < 1 and max_logit > 0.0  # some kept, some not; D̃*_M raised online
+
+
 def tiny_gan() -> GAN:
     torch.manual_seed(0)
     return models.build("gan", {"width": 8, "nz": 8, "batch_size": 16, "calibration_steps": 200})
