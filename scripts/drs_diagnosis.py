@@ -25,11 +25,11 @@ same fakes of the shipped GAN:
    two-layer one), average-pooled to 1×1 or 2×2, or left whole (D's own last layer refitted),
    on the same held-out images against fresh fakes.
 
-    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 12-16 min here (two-layer D)
+    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 13-19 min here
 
-``scripts/drs_diagnosis-two-layer.jsonl`` holds one line per dataset from this machine (2 CPU cores)
-for the GANs shipped until 2026-11-26, whose D was the two-layer one (commit 12c0367 has them). The
-GANs shipped since, with the DCGAN-shaped D, have not been through it yet.
+``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores) for the
+GANs with the DCGAN-shaped D shipped on 2026-11-26 (commit 9b1e76b). ``drs_diagnosis-two-layer.jsonl``
+holds the same for the GANs shipped before them, whose D was the two-layer one (commit 12c0367).
 """
 
 from __future__ import annotations
