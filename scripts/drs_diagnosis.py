@@ -56,21 +56,15 @@ def rho(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     return round(float(spearmanr(np.asarray(a), np.asarray(b)).statistic), 3)
 
 
-def d_trunk(gan) -> torch.nn.Module:
-    """D up to its last feature map: Discriminator.body ends with (Conv2d 4×4, Flatten) in the
-    DCGAN-shaped D and with (Flatten, Linear) in the two-layer one, the head either way."""
-    return gan.discriminator.body[:-2]
-
-
 def d_features(gan, grid: int):
     """D's last feature map, average-pooled to ``grid``×``grid``: the features a recalibrated
     head would read."""
-    trunk = d_trunk(gan)
+    last_map = gan.discriminator.last_feature_map
 
     def features(images: torch.Tensor) -> torch.Tensor:
         gan.eval()
         with torch.no_grad():
-            return torch.cat([F.adaptive_avg_pool2d(trunk(images[i : i + 1000] * 2 - 1), grid).flatten(1)
+            return torch.cat([F.adaptive_avg_pool2d(last_map(images[i : i + 1000] * 2 - 1), grid).flatten(1)
                               for i in range(0, len(images), 1000)])
 
     return features
@@ -123,7 +117,7 @@ def diagnose(args: argparse.Namespace) -> None:
     # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
     with torch.no_grad():
-        last_map_size = d_trunk(gan)(fakes[:1] * 2 - 1).shape[-1]  # 4 (DCGAN-shaped D) or 7 (two-layer)
+        last_map_size = gan.discriminator.last_feature_map(fakes[:1] * 2 - 1).shape[-1]  # 4 (DCGAN-shaped D) or 7 (two-layer)
     spaces = {"embedding": swav.embed, "encoder": swav.encode,
               **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, last_map_size)}}
     changes = {"drs": [], **{space: [] for space in spaces}}

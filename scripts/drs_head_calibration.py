@@ -42,12 +42,11 @@ PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # sklearn's C: the inverse of the L2 
 
 def last_feature_map(gan):
     """D's features just before its last layer, flattened: (N, 1, 28, 28) in [0, 1] -> (N, F)."""
-    trunk = gan.discriminator.body[:-2]  # the body ends with its last layer and a Flatten
 
     def features(images: torch.Tensor) -> np.ndarray:
         gan.eval()
         with torch.no_grad():
-            return torch.cat([trunk(images[i : i + 1000] * 2 - 1).flatten(1)
+            return torch.cat([gan.discriminator.last_feature_map(images[i : i + 1000] * 2 - 1).flatten(1)
                               for i in range(0, len(images), 1000)]).double().numpy()
 
     return features

@@ -432,6 +432,17 @@ def test_readme_quotes_the_recorded_draws():
     assert f"{total_variation('class_shares_gan'):.1f}% → {total_variation('class_shares_drs'):.1f}%" in readme
 
 
+def test_last_feature_map_is_what_the_last_layer_reads():
+    from core.models.gan import Discriminator
+
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    for kind, shape in (("dcgan", (5, 32, 4, 4)), ("two-layer", (5, 16, 7, 7))):
+        d = Discriminator(8, kind).eval()
+        features = d.last_feature_map(x)
+        assert features.shape == shape
+        torch.testing.assert_close(d.body[-2:](features).squeeze(1), d(x))
+
+
 def test_dcgan_discriminator_by_default_and_old_checkpoints_load_as_two_layer(tmp_path):
     """The DCGAN-shaped D (down to 4×4, a 4×4 conv to the logit) is the default; a checkpoint
     saved before the config had a ``discriminator`` field was made with the two-layer D."""

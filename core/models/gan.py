@@ -84,6 +84,11 @@ class Discriminator(nn.Module):
         """The logit D̃(x), shape (B,), of images in [-1, 1]."""
         return self.body(x).squeeze(1)
 
+    def last_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """What D's last layer reads, (B, C, H, W), of images in [-1, 1]: the body ends with (4×4
+        conv, Flatten) in the DCGAN-shaped D and with (Flatten, Linear) in the two-layer one."""
+        return self.body[:-2](x)
+
 
 class GAN(nn.Module):
     family = "gan"
