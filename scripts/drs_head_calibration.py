@@ -19,7 +19,10 @@ way. This script tests one calibration built on that, fixed before it was measur
 
     .venv/bin/python scripts/drs_head_calibration.py --dataset fashion-mnist
 
-``scripts/drs_head_calibration.jsonl`` holds the rows of the runs made on this machine (2 CPU cores).
+``scripts/drs_head_calibration.jsonl`` holds the rows of the runs made on this machine (2 CPU cores)
+on the shipped GANs (commit 9b1e76b); ``drs_head_calibration-two-layer.jsonl`` the same on the GANs
+with the two-layer D, shipped before them: their checkpoints and manifest entries from commit
+12c0367 in a copy of ``pretrained/`` that ``LATENT_LAB_PRETRAINED`` points to.
 """
 
 from __future__ import annotations
