@@ -511,18 +511,29 @@ def test_instance_noise_calibration_and_smoothed_score():
     assert torch.equal(script.smoothed_score(noisy, 0.5, 4, seed=3)(x), script.smoothed_score(noisy, 0.5, 4, seed=3)(x))
 
 
-def test_head_calibration_picks_its_penalty_on_the_validation_split():
-    import importlib.util
+def test_last_layer_calibration_picks_its_penalty_on_the_validation_split():
+    import copy
 
-    from core.paths import ROOT
+    from sklearn.metrics import log_loss
 
-    spec = importlib.util.spec_from_file_location("drs_head_calibration", ROOT / "scripts" / "drs_head_calibration.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    gan, held_out = tiny_gan(), torch.rand(200, 1, 28, 28) * 0.2  # darker than anything the untrained G makes
-    score, record = script.calibrate_head(gan, held_out)
-    losses = record["val_log_loss_by_c"]
-    assert set(losses) == {f"{c:g}" for c in script.PENALTIES}
-    assert losses[f"{record['penalty_c']:g}"] == min(losses.values())
-    real, fake = score(torch.rand(50, 1, 28, 28) * 0.2), score(gan.sample(50))
-    assert real.shape == fake.shape == (50,) and real.min() > fake.max()  # a log-ratio that tells them apart
+    from core.models.gan import LAST_LAYER_PENALTIES, calibrate_last_layer
+
+    for kind in ("dcgan", "two-layer"):
+        torch.manual_seed(0)
+        gan = models.build("gan", {"width": 8, "nz": 8, "discriminator": kind})
+        held_out = torch.rand(200, 1, 28, 28) * 0.2  # darker than anything the untrained G makes
+        refitted = copy.deepcopy(gan)
+        record = calibrate_last_layer(refitted, held_out)
+        losses = record["val_log_loss_by_c"]
+        assert set(losses) == {f"{c:g}" for c in LAST_LAYER_PENALTIES}
+        assert losses[f"{record['penalty_c']:g}"] == min(losses.values())
+        # The standardised head folded into D's last layer: D's own logit has the chosen loss.
+        rng = torch.Generator().manual_seed(0)
+        gan.sample(160, rng)  # the fakes it was fitted on; the validation fakes come next
+        logits = refitted.logits(torch.cat([held_out[:40], gan.sample(40, rng)]))
+        loss = log_loss(np.r_[np.ones(40), np.zeros(40)], torch.sigmoid(logits.double()).numpy())
+        assert loss == pytest.approx(min(losses.values()), abs=2e-4)
+        last_layer = {f"discriminator.{name}" for name, p in refitted.discriminator.named_parameters()
+                      if any(p is q for q in refitted.discriminator.last_layer.parameters())}
+        changed = {name for name, tensor in gan.state_dict().items() if not torch.equal(tensor, refitted.state_dict()[name])}
+        assert changed == last_layer and len(last_layer) == 2  # its weight and bias, nothing else
