@@ -117,7 +117,7 @@ def diagnose(args: argparse.Namespace) -> None:
     # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
     with torch.no_grad():
-        last_map_size = gan.discriminator.last_feature_map(fakes[:1] * 2 - 1).shape[-1]  # 4 (DCGAN-shaped D) or 7 (two-layer)
+        last_map_size = gan.discriminator.last_feature_map(fakes[:1] * 2 - 1).shape[-1]  # 4, or 7 (two-layer D)
     spaces = {"embedding": swav.embed, "encoder": swav.encode,
               **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, last_map_size)}}
     changes = {"drs": [], **{space: [] for space in spaces}}

@@ -12,7 +12,8 @@ scored by the mean logit over ``--views`` noisy copies of it.
 Everything else is ``evaluate drs``: the shipped GAN, whose calibrated D this continues from
 (the same held-out images, validation split and early stopping as ``core.models.gan.calibrate``),
 and per seed one ``core.drs.fd_with_and_without`` with the smoothed score: BurnIn over 10,000
-samples, the FD of 10,000 plain samples and of 10,000 accepted at the 80th percentile. The noise levels were fixed before anything was measured.
+samples, the FD of 10,000 plain samples and of 10,000 accepted at the 80th percentile. The noise
+levels were fixed before anything was measured.
 
     .venv/bin/python scripts/drs_instance_noise.py --dataset fashion-mnist   # 15 min here
 
