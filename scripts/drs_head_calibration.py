@@ -5,20 +5,24 @@ early stopping on a validation split (``core.models.gan.calibrate``). On Fashion
 up telling real from fake almost perfectly, and DRS by it makes the FD worse.
 ``scripts/drs_diagnosis.py`` found that the same D's features are better than its head: a logistic
 head refitted on them, standardised and with sklearn's default L2 penalty, moves the FD the right
-way. This script tests one calibration built on that, fixed before it was measured:
+way. This script tests the calibration built on that, each protocol fixed before it was measured:
 
 - D's trunk, up to its last feature map, is the shipped calibrated D's, frozen;
-- the head has D's own last layer's shape: one logit, linear in the whole last feature map
-  (flattened and standardised);
+- the head is one logit, linear in D's last feature map average-pooled to a g×g grid
+  (flattened and standardised), so that it folds into D's last layer; the first protocol
+  (``--whole-map``, rows in ``drs_head_calibration.jsonl``) fitted the whole map only (g = 4);
+  the second (rows in ``drs_head_calibration-pooled.jsonl``) also tries g = 2 and 1, because
+  the diagnosis found a 2×2-pooled head better, and lets the validation split below choose g;
 - it is fitted by logistic regression on the same split as ``calibrate``: four fifths of the
   held-out real images against as many fresh fakes;
-- the L2 penalty is chosen by log loss on the other fifth against as many other fresh fakes (the
-  validation split that early stopping uses in ``calibrate``), from C = 1e-4, 1e-3, ..., 1;
+- g and the L2 penalty are chosen together by log loss on the other fifth against as many other
+  fresh fakes (the validation split that early stopping uses in ``calibrate``), C from 1e-4,
+  1e-3, ..., 1;
 - the head is folded into D's last layer (``core.models.gan.calibrate_last_layer``), and that D's
   logit replaces D̃ in DRS, measured as ``evaluate drs`` measures it
   (``core.drs.fd_with_and_without``, 80th percentile, seeds 0, 1, 2).
 
-    .venv/bin/python scripts/drs_head_calibration.py --dataset fashion-mnist
+    .venv/bin/python scripts/drs_head_calibration.py --dataset fashion-mnist [--whole-map]
 
 ``scripts/drs_head_calibration.jsonl`` holds the rows of the runs made on this machine (2 CPU cores)
 on the shipped GANs (commit 9b1e76b); ``drs_head_calibration-two-layer.jsonl`` the same on the GANs
@@ -47,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist", choices=data.DATASETS)
     parser.add_argument("--seeds", type=int, default=3, help="DRS draws (seeds 0, 1, ...)")
+    parser.add_argument("--whole-map", action="store_true",
+                        help="the first protocol: a head on D's whole last feature map, no pooling")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -57,7 +63,8 @@ def main() -> None:
         parser.exit(2, f"drs_head_calibration.py: error: {exc}\n")
     began = time.perf_counter()
     refitted = copy.deepcopy(gan)  # the GAN's samples are the same; only D's last layer changes
-    record = calibrate_last_layer(refitted, held_out_images(gan, data.load(args.dataset, "train").images))
+    record = calibrate_last_layer(refitted, held_out_images(gan, data.load(args.dataset, "train").images),
+                                  pool=not args.whole_map)
     for seed in range(args.seeds):
         fd_plain, fd_drs, rate = drs.fd_with_and_without(gan, yardstick, 10_000, drs.DEFAULT_PERCENTILE,
                                                          torch.Generator().manual_seed(seed), score=refitted.logits)

@@ -208,42 +208,61 @@ def calibrate(gan: GAN, held_out: torch.Tensor, *, seed: int = 0, progress: bool
 LAST_LAYER_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # scikit-learn's C, the inverse L2 strength
 
 
-def calibrate_last_layer(gan: GAN, held_out: torch.Tensor, *, seed: int = 0) -> dict:
+def calibrate_last_layer(gan: GAN, held_out: torch.Tensor, *, seed: int = 0, pool: bool = True) -> dict:
     """Refit D's last layer alone, in place, after ``calibrate``: L2-penalised logistic regression
-    of held-out real images against fresh fakes on D's standardised last feature map, on
-    ``calibrate``'s split (four fifths to fit, a fifth against as many other fakes to choose the
-    penalty by log loss). Not the paper's calibration, and not the shipped one: README, DRS
-    (``scripts/drs_head_calibration.py``) has what it does to DRS.
+    of held-out real images against fresh fakes on D's last feature map, average-pooled to a g×g
+    grid and standardised, on ``calibrate``'s split (four fifths to fit, a fifth against as many
+    other fakes to choose g and the penalty together by log loss).
 
-    Returns the penalty chosen and the validation log loss at each."""
+    The sides g tried are every one that tiles the map evenly (4, 2, 1 for the DCGAN-shaped D's
+    4×4 map, 7, 1 for the two-layer D's 7×7), or the whole map only when ``pool`` is false. A pooled head is still linear in
+    the whole map (each cell's weight shared by the cells it pools), so it folds into D's last
+    layer without changing its shape. README, DRS (``scripts/drs_head_calibration.py``) has why
+    and what it does to DRS.
+
+    Returns the grid and penalty chosen and the validation log loss at each."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.preprocessing import StandardScaler
 
-    def features(images: torch.Tensor) -> np.ndarray:
+    def feature_maps(images: torch.Tensor) -> torch.Tensor:
         gan.eval()
         with torch.no_grad():
-            return torch.cat([gan.discriminator.last_feature_map(images[i : i + 1000] * 2 - 1).flatten(1)
-                              for i in range(0, len(images), 1000)]).double().numpy()
+            return torch.cat([gan.discriminator.last_feature_map(images[i : i + 1000] * 2 - 1)
+                              for i in range(0, len(images), 1000)]).double()
 
     rng = torch.Generator().manual_seed(seed)
     n_val = len(held_out) // 5
     val_real, fit_real = held_out[:n_val], held_out[n_val:]
-    x_fit = np.concatenate([features(fit_real), features(gan.sample(len(fit_real), rng))])
-    x_val = np.concatenate([features(val_real), features(gan.sample(n_val, rng))])
+    maps_fit = torch.cat([feature_maps(fit_real), feature_maps(gan.sample(len(fit_real), rng))])
+    maps_val = torch.cat([feature_maps(val_real), feature_maps(gan.sample(n_val, rng))])
     y_fit, y_val = np.r_[np.ones(len(fit_real)), np.zeros(len(fit_real))], np.r_[np.ones(n_val), np.zeros(n_val)]
-    scaler = StandardScaler().fit(x_fit)
-    heads = {c: LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x_fit), y_fit)
-             for c in LAST_LAYER_PENALTIES}
-    losses = {c: log_loss(y_val, head.predict_proba(scaler.transform(x_val))[:, 1]) for c, head in heads.items()}
-    chosen = min(losses, key=losses.get)
-    # Fold the standardisation into the layer: w·(x − μ)/σ + b = (w/σ)·x + (b − (w/σ)·μ).
-    weight = heads[chosen].coef_[0] / scaler.scale_
-    bias = heads[chosen].intercept_[0] - weight @ scaler.mean_
+    side = maps_fit.shape[-1]
+    grids = tuple(g for g in range(side, 0, -1) if side % g == 0) if pool else (side,)
+    fits, losses = {}, {}
+    for g in grids:
+        x_fit = F.avg_pool2d(maps_fit, side // g).flatten(1).numpy()
+        x_val = F.avg_pool2d(maps_val, side // g).flatten(1).numpy()
+        scaler = StandardScaler().fit(x_fit)
+        for c in LAST_LAYER_PENALTIES:
+            head = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x_fit), y_fit)
+            fits[g, c] = scaler, head
+            losses[g, c] = log_loss(y_val, head.predict_proba(scaler.transform(x_val))[:, 1])
+    grid, penalty = min(losses, key=losses.get)
+    scaler, head = fits[grid, penalty]
+    # Fold the standardisation into the layer, w·(p − μ)/σ + b = (w/σ)·p + (b − (w/σ)·μ), then the
+    # pooling: a pooled cell's weight spread evenly over the k×k cells it averages.
+    pooled_weight = head.coef_[0] / scaler.scale_
+    bias = head.intercept_[0] - pooled_weight @ scaler.mean_
+    k = side // grid
+    weight = torch.from_numpy(pooled_weight).view(-1, grid, grid)
+    weight = weight.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2) / k**2
     layer = gan.discriminator.last_layer
     with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(weight).view_as(layer.weight))
+        layer.weight.copy_(weight.reshape_as(layer.weight))
         layer.bias.fill_(float(bias))
     gan.eval()
-    return {"penalty_c": chosen, "val_log_loss_by_c": {f"{c:g}": round(v, 4) for c, v in losses.items()}}
+    return {"pooled_grid": grid, "penalty_c": penalty,
+            "val_log_loss": {f"{g}x{g}": {f"{c:g}": round(losses[g, c], 4) for c in LAST_LAYER_PENALTIES}
+                             for g in grids}}
