@@ -63,8 +63,10 @@ def main() -> None:
         parser.exit(2, f"drs_head_calibration.py: error: {exc}\n")
     began = time.perf_counter()
     refitted = copy.deepcopy(gan)  # the GAN's samples are the same; only D's last layer changes
+    with torch.no_grad():
+        side = gan.eval().discriminator.last_feature_map(torch.zeros(1, 1, 28, 28)).shape[-1]
     record = calibrate_last_layer(refitted, held_out_images(gan, data.load(args.dataset, "train").images),
-                                  pool=not args.whole_map)
+                                  grids=(side,) if args.whole_map else None)
     for seed in range(args.seeds):
         fd_plain, fd_drs, rate = drs.fd_with_and_without(gan, yardstick, 10_000, drs.DEFAULT_PERCENTILE,
                                                          torch.Generator().manual_seed(seed), score=refitted.logits)

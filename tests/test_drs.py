@@ -195,6 +195,8 @@ def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeyp
     model, payload = checkpoint.load(path)
     assert payload["after_training_done"] and int(model.calibrated) == 1
     assert "calibration_steps" in payload["history"][-1]
+    refit = payload["history"][-1]["last_layer"]  # and the last layer refitted after it
+    assert refit["pooled_grid"] in (1, 2, 4) and refit["penalty_c"] > 0
 
     model.on_epoch_start(torch.rand(4, 1, 28, 28))  # what the next epoch of an extended run does first
     assert int(model.calibrated) == 0
@@ -463,11 +465,12 @@ def test_dcgan_discriminator_by_default_and_old_checkpoints_load_as_two_layer(tm
     old = models.build("gan", {"width": 8, "nz": 8, "discriminator": "two-layer"})
     checkpoint.save(tmp_path / "old.pt", old, dataset="mnist", step=1, epoch=1)
     payload = torch.load(tmp_path / "old.pt", weights_only=True)
-    payload["config"] = {k: v for k, v in asdict(old.config).items() if k != "discriminator"}
+    payload["config"] = {k: v for k, v in asdict(old.config).items() if k not in ("discriminator", "refit_last_layer")}
     torch.save(payload, tmp_path / "old.pt")
     loaded, _ = checkpoint.load(tmp_path / "old.pt")
     x = torch.rand(4, 1, 28, 28)
     assert loaded.config.discriminator == "two-layer" and torch.equal(loaded.logits(x), old.logits(x))
+    assert gan.config.refit_last_layer and not loaded.config.refit_last_layer  # the paper's calibration only
     with pytest.raises(ValueError, match="unknown discriminator"):
         models.build("gan", {"discriminator": "resnet"})
 
@@ -513,29 +516,35 @@ def test_instance_noise_calibration_and_smoothed_score():
     assert torch.equal(script.smoothed_score(noisy, 0.5, 4, seed=3)(x), script.smoothed_score(noisy, 0.5, 4, seed=3)(x))
 
 
-def test_last_layer_calibration_picks_its_penalty_on_the_validation_split():
+def test_last_layer_calibration_picks_grid_and_penalty_on_the_validation_split():
     import copy
 
     from sklearn.metrics import log_loss
 
     from core.models.gan import LAST_LAYER_PENALTIES, calibrate_last_layer
 
-    for kind in ("dcgan", "two-layer"):
+    for kind, tiling in (("dcgan", {"4x4", "2x2", "1x1"}), ("two-layer", {"7x7", "1x1"})):
         torch.manual_seed(0)
         gan = models.build("gan", {"width": 8, "nz": 8, "discriminator": kind})
-        held_out = torch.rand(200, 1, 28, 28) * 0.2  # darker than anything the untrained G makes
-        refitted = copy.deepcopy(gan)
-        record = calibrate_last_layer(refitted, held_out)
-        losses = record["val_log_loss_by_c"]
-        assert set(losses) == {f"{c:g}" for c in LAST_LAYER_PENALTIES}
-        assert losses[f"{record['penalty_c']:g}"] == min(losses.values())
-        # The standardised head folded into D's last layer: D's own logit has the chosen loss.
-        rng = torch.Generator().manual_seed(0)
-        gan.sample(160, rng)  # the fakes it was fitted on; the validation fakes come next
-        logits = refitted.logits(torch.cat([held_out[:40], gan.sample(40, rng)]))
-        loss = log_loss(np.r_[np.ones(40), np.zeros(40)], torch.sigmoid(logits.double()).numpy())
-        assert loss == pytest.approx(min(losses.values()), abs=2e-4)
-        last_layer = {f"discriminator.{name}" for name, p in refitted.discriminator.named_parameters()
-                      if any(p is q for q in refitted.discriminator.last_layer.parameters())}
-        changed = {name for name, tensor in gan.state_dict().items() if not torch.equal(tensor, refitted.state_dict()[name])}
-        assert changed == last_layer and len(last_layer) == 2  # its weight and bias, nothing else
+        # Real images a little darker than the fakes: hard enough that the losses differ.
+        held_out = gan.sample(200, torch.Generator().manual_seed(99)) * 0.995
+        for grids, tried in ((None, tiling), ((1,), {"1x1"})):  # (1,): a pooled head's fold
+            refitted = copy.deepcopy(gan)
+            record = calibrate_last_layer(refitted, held_out, grids=grids)
+            losses = record["val_log_loss"]
+            assert set(losses) == tried and all(set(by_c) == {f"{c:g}" for c in LAST_LAYER_PENALTIES}
+                                                for by_c in losses.values())
+            best = min(loss for by_c in losses.values() for loss in by_c.values())
+            grid = record["pooled_grid"]
+            assert losses[f"{grid}x{grid}"][f"{record['penalty_c']:g}"] == best
+            # The standardised, pooled head folded into D's last layer: D's own logit has its loss.
+            rng = torch.Generator().manual_seed(0)
+            gan.sample(160, rng)  # the fakes it was fitted on; the validation fakes come next
+            logits = refitted.logits(torch.cat([held_out[:40], gan.sample(40, rng)]))
+            loss = log_loss(np.r_[np.ones(40), np.zeros(40)], torch.sigmoid(logits.double()).numpy())
+            assert 0.05 < best and loss == pytest.approx(best, abs=2e-4)
+            last_layer = {f"discriminator.{name}" for name, p in refitted.discriminator.named_parameters()
+                          if any(p is q for q in refitted.discriminator.last_layer.parameters())}
+            changed = {name for name, tensor in gan.state_dict().items()
+                       if not torch.equal(tensor, refitted.state_dict()[name])}
+            assert changed == last_layer and len(last_layer) == 2  # its weight and bias, nothing else
