@@ -5,6 +5,9 @@ used that, its logits would change when the faint pixels are zeroed. Prints the 
 2,000 fakes before and after, the mean change against the logits' spread, and the correlation.
 
     .venv/bin/python scripts/drs_background.py [--dataset fashion-mnist]
+
+The README quotes it on the GAN shipped until commit 4b9eef1, whose D had the paper's calibration
+only (``LATENT_LAB_PRETRAINED`` pointing at a copy of ``pretrained/`` with that commit's checkpoints).
 """
 
 import argparse

@@ -28,8 +28,11 @@ same fakes of the shipped GAN:
     .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 13-19 min here
 
 ``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores) for the
-GANs with the DCGAN-shaped D shipped on 2026-11-26 (commit 9b1e76b). ``drs_diagnosis-two-layer.jsonl``
-holds the same for the GANs shipped before them, whose D was the two-layer one (commit 12c0367).
+GANs with the DCGAN-shaped D shipped on 2026-11-26 (commit 9b1e76b, until 4b9eef1), whose D had
+the paper's calibration only: to rerun it as recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of
+``pretrained/`` holding commit 4b9eef1's GAN checkpoints and manifest entries.
+``drs_diagnosis-two-layer.jsonl`` holds the same for the GANs shipped before them, whose D was the
+two-layer one (commit 12c0367).
 """
 
 from __future__ import annotations

@@ -24,10 +24,13 @@ way. This script tests the calibration built on that, each protocol fixed before
 
     .venv/bin/python scripts/drs_head_calibration.py --dataset fashion-mnist [--whole-map]
 
-``scripts/drs_head_calibration.jsonl`` holds the rows of the runs made on this machine (2 CPU cores)
-on the shipped GANs (commit 9b1e76b); ``drs_head_calibration-two-layer.jsonl`` the same on the GANs
-with the two-layer D, shipped before them: their checkpoints and manifest entries from commit
-12c0367 in a copy of ``pretrained/`` that ``LATENT_LAB_PRETRAINED`` points to.
+``scripts/drs_head_calibration.jsonl`` and ``-pooled.jsonl`` hold the rows of the runs made on this
+machine (2 CPU cores) on the GANs shipped from commit 9b1e76b until 4b9eef1, whose D had the paper's
+calibration only; ``drs_head_calibration-two-layer.jsonl`` the same on the GANs with the two-layer
+D, shipped before them. To rerun them as recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of
+``pretrained/`` holding that commit's GAN checkpoints and manifest entries (4b9eef1 or 12c0367).
+The GANs shipped since refit D's last layer this way as part of their calibration
+(``GANConfig.refit_last_layer``).
 """
 
 from __future__ import annotations
