@@ -264,6 +264,12 @@ def test_drs_page_rethresholds_the_same_draw():
     assert not at.exception, at.exception
     # The shipped figure comes with its spread over independent draws (fd_change_by_draw).
     assert any(md.value.startswith("**One draw is noisy.**") and "median" in md.value for md in at.markdown)
+    # How the shipped D was calibrated: the paper's step, then the last layer refitted (manifest curve).
+    from core import pretrained
+
+    refit = pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]
+    grid = refit["pooled_grid"]
+    assert any(f"pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g}" in c.value for c in at.caption)
     accepted = lambda: next(m.value for m in at.metric if m.label == "Accepted in this draw")
     at.slider[0].set_value(20).run()
     loose = accepted()
@@ -411,34 +417,72 @@ def test_readme_quotes_the_head_calibration_runs():
     assert f"C = {chosen['fashion-mnist']:g} on Fashion-MNIST and C = {chosen['mnist']:g}, the weakest" in readme
     fm_median = float(np.median([r["fd_change"] for r in rows if r["dataset"] == "fashion-mnist"]))
     assert fm_median > -0.10  # "Fashion-MNIST still falls short of −10%"
+    # The second protocol (the grid chosen too) picked the whole map on Fashion-MNIST: the same head.
+    pooled = [json.loads(line) for line in open(ROOT / "scripts" / "drs_head_calibration-pooled.jsonl")]
+    best = {grid: min(by_c.values()) for grid, by_c in pooled[0]["val_log_loss"].items()}
+    assert pooled[0]["dataset"] == "fashion-mnist" and pooled[0]["pooled_grid"] == 4 and min(best, key=best.get) == "4x4"
+    assert (f"(validation log loss {best['4x4']:.3f}, against {best['2x2']:.3f} for the best 2×2 head and "
+            f"{best['1x1']:.3f} for the best 1×1)") in readme
+    from core import pretrained
+
+    mnist = pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]
+    best = {grid: f"{min(by_c.values()):.3f}" for grid, by_c in mnist["val_log_loss"].items()}
+    assert mnist["pooled_grid"] == 4 and f"too ({best['4x4']}, against {best['2x2']} and {best['1x1']})" in readme
+    assert [r["fd_change"] for r in pooled] == [r["fd_change"] for r in rows if r["dataset"] == "fashion-mnist"]
 
 
 def test_readme_quotes_the_recorded_draws():
-    """The README's FD changes of the shipped GANs are the manifest's fd_change_by_draw."""
+    """The README's FD changes of the shipped GANs are the manifest's fd_change_by_draw, and those
+    of the GANs shipped with the paper's calibration alone are scripts/drs_paper_calibration.json."""
+    import json
+
     from core import pretrained
     from core.paths import ROOT
 
     readme = " ".join((ROOT / "README.md").read_text().split())
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
-    for dataset in ("fashion-mnist", "mnist"):
+    paper = json.loads((ROOT / "scripts" / "drs_paper_calibration.json").read_text())["entries"]
+    for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
+        for m in (pretrained.find("gan", dataset)["metrics"], paper[dataset]["metrics"]):
+            draws = [percent(c) for c in m["fd_change_by_draw"]]
+            assert f"{draws[0]}, {draws[1]} and {draws[2]} on {name} (median {percent(m['fd_change_median'])}" in readme
         m = pretrained.find("gan", dataset)["metrics"]
-        draws = [percent(c) for c in m["fd_change_by_draw"]]
-        quoted = f"{draws[0]}, {draws[1]} and {draws[2]}"
-        assert f"{quoted} on {'Fashion-MNIST' if dataset == 'fashion-mnist' else 'MNIST'}" in readme
-        assert f"(median {percent(m['fd_change_median'])})" in readme
         assert f"{m['fd_gan']:.1f} → {m['fd_drs']:.1f}, {100 * m['acceptance_rate']:.1f}%" in readme
+        sweep = ", ".join(f"{m['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95"))
+        assert f"{sweep} at the 0/50/80/90/95th" in readme
     fm = pretrained.find("gan", "fashion-mnist")["metrics"]
-    sweep = ", ".join(f"{fm['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95"))
-    assert f"({sweep} at the 0/50/80/90/95th)" in readme
     assert (f"takes the FD to {fm['fd_feature_ratio']:.1f} on Fashion-MNIST ({percent(fm['fd_feature_ratio'] / fm['fd_gan'] - 1)}, "
             f"{100 * fm['acceptance_rate_feature_ratio']:.1f}% accepted)") in readme
-    # Dresses (3) and trousers (1) up, bags (8) and coats (4) down, and the total variation from even classes.
+    # With the paper's calibration alone: dresses (3) and trousers (1) up, bags (8) and coats (4)
+    # down, the total variation from even classes, and the FD rising with γ.
+    fm = paper["fashion-mnist"]["metrics"]
     shares = lambda c: f"{100 * fm['class_shares_gan'][c]:.1f}% to {100 * fm['class_shares_drs'][c]:.1f}%"
     assert f"dresses from {shares(3)}" in readme and f"trousers from {shares(1)}" in readme
     arrow = lambda c: f"({100 * fm['class_shares_gan'][c]:.1f}% → {100 * fm['class_shares_drs'][c]:.1f}%)"
     assert f"bags {arrow(8)}" in readme and f"coats {arrow(4)}" in readme
     total_variation = lambda key: 50 * sum(abs(share - 0.1) for share in fm[key])
     assert f"{total_variation('class_shares_gan'):.1f}% → {total_variation('class_shares_drs'):.1f}%" in readme
+    fds = [fm["sweep"][p]["fd"] for p in ("0", "50", "80", "90", "95")]
+    assert fds == sorted(fds)  # "the Fashion-MNIST FD only grew with γ"
+    calibration = paper["fashion-mnist"]["calibration"]
+    assert (f"validation loss {calibration['calibration_val_loss_before']:.3f} → "
+            f"{calibration['calibration_val_loss_after']:.3f} on Fashion-MNIST") in readme
+    mn = paper["mnist"]["metrics"]
+    assert f"{fm['rank_correlation_d_feature_ratio']:.2f} on Fashion-MNIST and {mn['rank_correlation_d_feature_ratio']:.2f} on MNIST" in readme
+    assert f"({fm['fd_feature_ratio']:.1f} and {mn['fd_feature_ratio']:.1f} in the earlier one" in readme
+    paper_sweep = ", ".join(f"{fm['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95"))
+    assert f"only grew with γ ({paper_sweep} at the 0/50/80/90/95th)" in readme
+    # The shipped GANs: their D's last layer refitted, as chosen on the validation split.
+    shipped = {d: pretrained.find("gan", d) for d in ("fashion-mnist", "mnist")}
+    rho = [f"{shipped[d]['metrics']['rank_correlation_d_feature_ratio']:.2f}" for d in ("fashion-mnist", "mnist")]
+    assert f"({rho[0]} and {rho[1]} with the refitted last layer)" in readme
+    refit = {d: e["curve"][-1]["last_layer"] for d, e in shipped.items()}
+    assert all(r["pooled_grid"] == 4 for r in refit.values())  # "the whole 4×4 map"
+    assert (f"the whole 4×4 map at C = {refit['fashion-mnist']['penalty_c']:g} on Fashion-MNIST and at "
+            f"C = {refit['mnist']['penalty_c']:g} on MNIST") in readme
+    fm = shipped["fashion-mnist"]["metrics"]
+    assert (f"{total_variation('class_shares_gan'):.1f}% → {total_variation('class_shares_drs'):.1f}% "
+            "with the refitted last layer") in readme
 
 
 def test_last_feature_map_is_what_the_last_layer_reads():

@@ -27,6 +27,15 @@ cols[2].metric("Acceptance rate", f"{m['acceptance_rate']:.1%}", help=f"at the {
 cols[3].metric("Real training images", f"{m['fd_train_images']:.2f}", help="FD of real images: the floor")
 st.caption(f"{m['samples']:,} samples each; classifier test accuracy {m['classifier_accuracy']:.2%}. "
            f"Rebuilt with `{entry['command']}`.")
+refit = (entry.get("curve") or [{}])[-1].get("last_layer")
+calibration = ("D was calibrated as in the paper: it kept training on held-out real images against fresh "
+               "fakes, with early stopping on a validation split")
+if refit:
+    grid = refit["pooled_grid"]
+    calibration += (f"; then its last layer was refitted on the same split, a logistic regression on its "
+                    f"last feature map pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g} "
+                    f"(both chosen by validation log loss)")
+st.caption(calibration + ".")
 if "fd_change_by_draw" in m:
     draws = ", ".join(f"{c:+.1%}" for c in m["fd_change_by_draw"])
     st.markdown(f"**One draw is noisy.** The FD change above is the first of {len(m['fd_change_by_draw'])} "
