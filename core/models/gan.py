@@ -15,8 +15,8 @@ saw (the last tenth of the training images) and fresh fakes, with early stopping
 split of both (section 3.2 of the paper: "calibrate D" / keep training it). Then D's last layer
 alone is refitted on the same split, a regularised logistic regression on its pooled last feature
 map (``calibrate_last_layer``): the paper's calibration alone leaves a D that tells Fashion-MNIST
-fakes from real almost perfectly, and DRS by it made the FD worse (README, DRS). GANs shipped
-before 2026-11-26 evening had the paper's calibration only (``refit_last_layer`` false).
+fakes from real almost perfectly, and DRS by it made the FD worse (README, DRS). The GANs shipped
+until commit 4b9eef1 had the paper's calibration only (``refit_last_layer`` false).
 """
 
 from __future__ import annotations
