@@ -32,9 +32,10 @@ calibration = ("D was calibrated as in the paper: it kept training on held-out r
                "fakes, with early stopping on a validation split")
 if refit:
     grid = refit["pooled_grid"]
+    whole = grid == max(int(tried.split("x")[0]) for tried in refit["val_log_loss"])
     calibration += (f"; then its last layer was refitted on the same split, a logistic regression on its "
                     f"last feature map pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g} "
-                    f"(both chosen by validation log loss)")
+                    f"(both chosen by validation log loss{f'; {grid}×{grid} is the whole map' if whole else ''})")
 st.caption(calibration + ".")
 if "fd_change_by_draw" in m:
     draws = ", ".join(f"{c:+.1%}" for c in m["fd_change_by_draw"])
