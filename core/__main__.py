@@ -65,6 +65,9 @@ def make_parser() -> Parser:
     p.add_argument("--record", action="store_true",
                    help="studies that make arrays for a page (drs-toy): ship them to pretrained/; "
                         "models: replace the shipped checkpoint's metrics with this measurement")
+    p.add_argument("--gamma-percentile", type=float, metavar="P",
+                   help="drs: γ as the P-th percentile of F (0 to 100); by default the one that "
+                        "gives the lowest FD against the GAN's training images")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -131,6 +134,10 @@ def cmd_evaluate(args) -> None:
         module, function = STUDIES[args.model].split(":")
         study = getattr(importlib.import_module(module), function)
         options = {"record": True} if args.record else {}
+        if args.gamma_percentile is not None:
+            if args.model != "drs":
+                raise ValueError(f"--gamma-percentile applies to drs, not {args.model}")
+            options["percentile"] = args.gamma_percentile
         if args.checkpoint:
             raise ValueError(f"--checkpoint does not apply to {args.model}: it uses the shipped models")
         if args.record and "record" not in inspect.signature(study).parameters:
@@ -138,6 +145,8 @@ def cmd_evaluate(args) -> None:
         metrics = study(args.dataset, limit=args.limit, progress=not args.quiet, **options)
         print_metrics({"study": args.model, **metrics}, args.json)
         return
+    if args.gamma_percentile is not None:
+        raise ValueError(f"--gamma-percentile applies to drs, not {args.model}")
     if args.record and (args.checkpoint or args.limit):
         raise ValueError("--record measures the shipped checkpoint in full: drop --checkpoint and --limit")
     if args.checkpoint:

@@ -25,9 +25,17 @@ import torch.nn.functional as F
 
 EPSILON = 1e-6
 BURN_IN_SAMPLES = 10_000
-DEFAULT_PERCENTILE = 80.0  # fixed before measuring anything; the sweep reports others beside it
+# The percentile fixed before measuring anything: the toy's, the scripts' recorded protocols', and
+# `evaluate drs`'s until 2026-11-26. Since then `evaluate drs` chooses it on training images
+# (``choose_percentile``) unless given one; the sweep reports others beside it.
+DEFAULT_PERCENTILE = 80.0
 SWEEP_PERCENTILES = (0.0, 50.0, 80.0, 90.0, 95.0)
 DRAWS = 3  # independent draws of the FD change at the chosen percentile: one draw's figure is noisy
+VALIDATION_PERCENTILES = tuple(float(p) for p in range(0, 100, 5))  # 0, 5, ..., 95: the choices
+VALIDATION_POOL_FACTOR = 30  # pool = 30 × the samples compared, so the 95th (≈7% accepted) fills them
+# Independent random streams, one per purpose, so that adding or changing one part of the study
+# leaves the samples of every other part as they were.
+VALIDATION_STREAM, FEATURE_RATIO_STREAM = 10_000, 20_000
 
 
 def check_percentile(p: float) -> float:
@@ -213,9 +221,55 @@ def feature_ratio(features: Callable[[torch.Tensor], torch.Tensor], real: torch.
     return score
 
 
+def choose_percentile(gan, features: Callable[[torch.Tensor], torch.Tensor], reference: torch.Tensor,
+                      samples: int, *, generator: torch.Generator | None = None,
+                      percentiles: tuple[float, ...] = VALIDATION_PERCENTILES, progress: bool = False) -> dict:
+    """γ's percentile chosen without the test set: the one whose accepted samples have the lowest
+    FD (on ``features``) against ``reference``, real images the test set does not hold (``study``
+    passes the GAN's own training images).
+
+    One pool of ``VALIDATION_POOL_FACTOR × samples`` fakes is drawn and scored once; every
+    percentile runs Algorithm 1 over the same pool (BurnIn, D̃*_M raised online, γ per batch of
+    1,000, the same uniforms), and its first ``samples`` accepted are compared, so the percentiles
+    differ only in what they accept. A percentile that accepts fewer than ``samples`` is skipped.
+
+    Returns the chosen percentile, the FD at each (None where skipped), and the pool's size."""
+    from tqdm.auto import tqdm
+
+    from core import fidelity
+
+    percentiles = tuple(check_percentile(p) for p in percentiles)
+    pool = VALIDATION_POOL_FACTOR * samples
+    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator)
+    scored = []  # (D's logits, features, uniforms) per batch of Algorithm 1
+    for start in tqdm(range(0, pool, 1000), desc="validation pool", unit="batch", disable=not progress):
+        images = gan.sample(min(1000, pool - start), generator)
+        with torch.no_grad():
+            scored.append((gan.logits(images), features(images),
+                           torch.rand(len(images), generator=generator, dtype=torch.float64)))
+    target = fidelity.feature_statistics(features(reference))
+    fds = {}
+    for p in percentiles:
+        batch_max, kept = max_logit, []
+        for logits, batch_features, uniforms in scored:
+            accepted, batch_max = accept_batch(logits, batch_max, p, uniforms)
+            kept.append(batch_features[accepted])
+        kept = torch.cat(kept)
+        fds[p] = (fidelity.frechet_distance(fidelity.feature_statistics(kept[:samples]), target)
+                  if len(kept) >= samples else None)
+    measured = {p: fd for p, fd in fds.items() if fd is not None}
+    if not measured:
+        raise ValueError(f"no γ percentile accepted {samples} of {pool} samples")
+    return {"percentile": min(measured, key=measured.get), "pool": pool, "samples": samples,
+            "fd": {f"{p:g}": fd for p, fd in fds.items()}}
+
+
 def study(dataset: str, *, limit: int | None = None, progress: bool = True, model=None,
-          percentile: float = DEFAULT_PERCENTILE, seed: int = 0) -> dict:
-    """``python -m core evaluate drs``: FD and class shares of the GAN with and without DRS."""
+          percentile: float | None = None, seed: int = 0) -> dict:
+    """``python -m core evaluate drs``: FD and class shares of the GAN with and without DRS.
+
+    ``percentile``: γ's; by default chosen on the GAN's training images (``choose_percentile``),
+    never on the test set the FD is then measured against."""
     from tqdm.auto import tqdm
 
     from core import data, fidelity, pretrained
@@ -235,6 +289,19 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
 
     def quality(images: torch.Tensor) -> tuple[float, list[float]]:
         return yardstick.fd(images), yardstick.class_shares(images)
+
+    train_images = data.load(dataset, "train").images
+    from core.train import held_out_images
+
+    held_out = held_out_images(gan, train_images)
+    validation = None
+    if percentile is None:
+        gan_training_images = train_images[: len(train_images) - len(held_out)]
+        validation = choose_percentile(gan, classifier.features, gan_training_images, n // 2,
+                                       generator=torch.Generator().manual_seed(VALIDATION_STREAM + seed),
+                                       progress=progress)
+        percentile = validation["percentile"]
+    percentile = check_percentile(percentile)
 
     max_logit = burn_in(gan, BURN_IN_SAMPLES, generator)
     samples = gan.sample(n, generator)
@@ -256,19 +323,16 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
         fd_plain, fd_kept, _ = fd_with_and_without(gan, yardstick, n, percentile,
                                                    torch.Generator().manual_seed(draw_seed))
         changes.append(fd_kept / fd_plain - 1)
-    train_images = data.load(dataset, "train").images
     train_fd, _ = quality(train_images[:n])
     # The reference: the same rule with the ratio fitted in the FD's feature space, on the real
     # images the GAN never saw (the ones D was calibrated on) against as many fresh fakes.
     from scipy.stats import spearmanr
 
-    from core.train import held_out_images
-
-    held_out = held_out_images(gan, train_images)
-    reference_score = feature_ratio(classifier.features, held_out, gan.sample(len(held_out), generator))
+    reference_generator = torch.Generator().manual_seed(FEATURE_RATIO_STREAM + seed)
+    reference_score = feature_ratio(classifier.features, held_out, gan.sample(len(held_out), reference_generator))
     reference_kept, reference_rate = rejection_sample(
-        gan, n, burn_in(gan, BURN_IN_SAMPLES, generator, reference_score), percentile, generator,
-        score=reference_score)
+        gan, n, burn_in(gan, BURN_IN_SAMPLES, reference_generator, reference_score), percentile,
+        reference_generator, score=reference_score)
     rank_correlation = spearmanr(gan.logits(samples).numpy(), reference_score(samples).numpy()).statistic
     accuracy = (classifier.predict(test.images) == test.labels).float().mean().item()
     return {
@@ -281,6 +345,9 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
         "fd_change_median": float(np.median(changes)),
         "acceptance_rate": chosen["acceptance_rate"],
         "gamma_percentile": percentile,
+        # How γ's percentile was set: chosen on the GAN's training images (the FD at each choice
+        # there), or given by the caller.
+        "gamma_percentile_validation": validation,
         "fd_train_images": train_fd,  # the floor: real training images against the test set
         "fd_feature_ratio": quality(reference_kept)[0],  # the same rule, ratio fitted on the FD's features
         "acceptance_rate_feature_ratio": reference_rate,

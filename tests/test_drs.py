@@ -135,6 +135,40 @@ def test_algorithm_1_on_scores_already_computed_is_rejection_sample():
     assert 0 < rate < 1 and max_logit > 0.0  # some kept, some not; D̃*_M raised online
 
 
+def test_gamma_percentile_chosen_on_reference_images_not_the_test_set():
+    """choose_percentile keeps the percentile whose accepted samples are closest to the reference:
+    a high one when the reference is brighter than G's samples (D likes bright ones), the lowest
+    (the 0th) when the reference is G's own distribution."""
+    generator = torch.Generator().manual_seed(2)
+    bright = torch.rand(3000, 1, 28, 28, generator=generator) * 0.9 + 0.1
+    same = torch.rand(3000, 1, 28, 28, generator=generator)
+    grid = (0.0, 20.0, 50.0, 80.0, 95.0)
+    choose = lambda reference: drs.choose_percentile(BrightnessGAN(), BrightnessFeatures().features, reference,
+                                                     300, generator=torch.Generator().manual_seed(0), percentiles=grid)
+    towards_bright, towards_same = choose(bright), choose(same)
+    assert towards_bright["percentile"] >= 80.0 and towards_same["percentile"] == 0.0
+    for result in (towards_bright, towards_same):
+        assert result["pool"] == 30 * 300 and list(result["fd"]) == ["0", "20", "50", "80", "95"]
+        assert result["fd"][f"{result['percentile']:g}"] == min(result["fd"].values())
+    assert choose(same) == towards_same  # one seed, one pool
+
+    class SharpGAN(BrightnessGAN):  # logits spread so wide that the top percentiles keep almost nothing
+        def logits(self, images):
+            return super().logits(images) * 50
+
+    result = drs.choose_percentile(SharpGAN(), BrightnessFeatures().features, same, 300,
+                                   generator=torch.Generator().manual_seed(0), percentiles=(0.0, 50.0, 99.9))
+    assert result["fd"]["99.9"] is None and result["percentile"] in (0.0, 50.0)  # too few accepted: skipped
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        drs.choose_percentile(BrightnessGAN(), BrightnessFeatures().features, same, 10, percentiles=(101.0,))
+
+
+def test_gamma_percentile_option_is_for_drs_only():
+    result = run_cli("evaluate", "gan", "--gamma-percentile", "90")
+    assert result.returncode == 2 and "--gamma-percentile applies to drs, not gan" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def tiny_gan() -> GAN:
     torch.manual_seed(0)
     return models.build("gan", {"width": 8, "nz": 8, "batch_size": 16, "calibration_steps": 200})
@@ -293,6 +327,9 @@ def test_shipped_gan_figures_come_from_the_cli():
     m = json.loads(result.stdout)
     assert {"fd_gan", "fd_drs", "acceptance_rate", "gamma_percentile", "classifier_accuracy"} <= set(m)
     assert m["samples"] == 10_000 and m["fd_drs"] < m["fd_gan"] and 0 < m["acceptance_rate"] < 1
+    validation = m["gamma_percentile_validation"]  # γ chosen on training images, not the test set
+    assert validation["percentile"] == m["gamma_percentile"] and validation["samples"] == 5_000
+    assert validation["fd"][f"{m['gamma_percentile']:g}"] == min(fd for fd in validation["fd"].values() if fd is not None)
     changes = m["fd_change_by_draw"]
     assert len(changes) == 3 and changes[0] == m["fd_change"] and len(set(changes)) == 3  # independent draws
     assert m["fd_change_median"] == sorted(changes)[1]
