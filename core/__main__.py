@@ -155,14 +155,15 @@ def cmd_evaluate(args) -> None:
             raise ValueError(f"{args.checkpoint} holds a {payload['family']}, not a {args.model}")
     else:
         model, _ = pretrained.load(args.model, args.dataset)
+    from core import train
+
+    commit = train.git_commit()  # the code that measures: edits made while it runs are not in it
     metrics = measure(model, args.dataset, limit=args.limit, samples=args.samples, progress=not args.quiet)
     if args.record:
-        from core import train
-
         command = f"python -m core evaluate {args.model} --dataset {args.dataset} --record"
         if not hasattr(model, "measure"):
             command += f" --samples {args.samples}"
-        pretrained.remeasure(args.model, args.dataset, metrics, command, train.git_commit())
+        pretrained.remeasure(args.model, args.dataset, metrics, command, commit)
     print_metrics({"model": args.model, **metrics}, args.json)
 
 
@@ -211,10 +212,11 @@ def cmd_map(args) -> None:
     from core import pretrained, projection, train
 
     model, _ = pretrained.load(args.model, args.dataset)
+    commit = train.git_commit()  # before the long build, as in cmd_evaluate
     arrays, metrics = projection.build_map(model, args.dataset, seed=args.seed, progress=not args.quiet)
     command = f"python -m core map {args.model} --dataset {args.dataset}"
     command += f" --seed {args.seed}" * (args.seed != 0)
-    entry = pretrained.ship_map(args.model, args.dataset, arrays, metrics, command, train.git_commit())
+    entry = pretrained.ship_map(args.model, args.dataset, arrays, metrics, command, commit)
     print(f"shipped {entry['path']} ({metrics['points']} points, trustworthiness "
           f"{metrics['trustworthiness']:.3f}, 2-D 5-NN accuracy {metrics['knn_accuracy_2d']:.3f})")
 

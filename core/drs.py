@@ -226,42 +226,57 @@ def choose_percentile(gan, features: Callable[[torch.Tensor], torch.Tensor], ref
                       percentiles: tuple[float, ...] = VALIDATION_PERCENTILES, progress: bool = False) -> dict:
     """γ's percentile chosen without the test set: the one whose accepted samples have the lowest
     FD (on ``features``) against ``reference``, real images the test set does not hold (``study``
-    passes the GAN's own training images).
-
-    One pool of ``VALIDATION_POOL_FACTOR × samples`` fakes is drawn and scored once; every
-    percentile runs Algorithm 1 over the same pool (BurnIn, D̃*_M raised online, γ per batch of
-    1,000, the same uniforms), and its first ``samples`` accepted are compared, so the percentiles
-    differ only in what they accept. A percentile that accepts fewer than ``samples`` is skipped.
+    passes the GAN's own training images). ``validation_fds`` has how.
 
     Returns the chosen percentile, the FD at each (None where skipped), and the pool's size."""
+    fds = validation_fds(gan, lambda images: gan.logits(images)[:, None], features, reference, samples,
+                         generator=generator, percentiles=percentiles, progress=progress)[0]
+    measured = {p: fd for p, fd in fds.items() if fd is not None}
+    if not measured:
+        raise ValueError(f"no γ percentile accepted {samples} of {VALIDATION_POOL_FACTOR * samples} samples")
+    return {"percentile": float(min(measured, key=measured.get)), "pool": VALIDATION_POOL_FACTOR * samples,
+            "samples": samples, "fd": {f"{p:g}": fd for p, fd in fds.items()}}
+
+
+def validation_fds(gan, scores: Callable[[torch.Tensor], torch.Tensor],
+                   features: Callable[[torch.Tensor], torch.Tensor], reference: torch.Tensor, samples: int, *,
+                   generator: torch.Generator | None = None, percentiles: tuple[float, ...] = VALIDATION_PERCENTILES,
+                   progress: bool = False) -> list[dict[float, float | None]]:
+    """For each of K log-ratio estimates (``scores(images)`` is (N, K)) and each percentile, the FD
+    (on ``features``) of DRS's accepted samples against ``reference``: [{percentile: FD}] * K.
+
+    One pool of ``VALIDATION_POOL_FACTOR × samples`` fakes is drawn and scored once; every score
+    and percentile runs Algorithm 1 over the same pool (BurnIn, D̃*_M raised online, γ per batch
+    of 1,000, the same uniforms), and its first ``samples`` accepted are compared, so they differ
+    only in what they accept. Where fewer than ``samples`` are accepted, the FD is None."""
     from tqdm.auto import tqdm
 
     from core import fidelity
 
     percentiles = tuple(check_percentile(p) for p in percentiles)
     pool = VALIDATION_POOL_FACTOR * samples
-    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator)
-    scored = []  # (D's logits, features, uniforms) per batch of Algorithm 1
+    with torch.no_grad():
+        max_logits = scores(gan.sample(BURN_IN_SAMPLES, generator)).max(dim=0).values.tolist()  # BurnIn
+    scored = []  # (scores (n, K), features, uniforms) per batch of Algorithm 1
     for start in tqdm(range(0, pool, 1000), desc="validation pool", unit="batch", disable=not progress):
         images = gan.sample(min(1000, pool - start), generator)
         with torch.no_grad():
-            scored.append((gan.logits(images), features(images),
+            scored.append((scores(images), features(images),
                            torch.rand(len(images), generator=generator, dtype=torch.float64)))
     target = fidelity.feature_statistics(features(reference))
-    fds = {}
-    for p in percentiles:
-        batch_max, kept = max_logit, []
-        for logits, batch_features, uniforms in scored:
-            accepted, batch_max = accept_batch(logits, batch_max, p, uniforms)
-            kept.append(batch_features[accepted])
-        kept = torch.cat(kept)
-        fds[p] = (fidelity.frechet_distance(fidelity.feature_statistics(kept[:samples]), target)
-                  if len(kept) >= samples else None)
-    measured = {p: fd for p, fd in fds.items() if fd is not None}
-    if not measured:
-        raise ValueError(f"no γ percentile accepted {samples} of {pool} samples")
-    return {"percentile": min(measured, key=measured.get), "pool": pool, "samples": samples,
-            "fd": {f"{p:g}": fd for p, fd in fds.items()}}
+    table = []
+    for k, max_logit in enumerate(max_logits):
+        fds = {}
+        for p in percentiles:
+            batch_max, kept = max_logit, []
+            for batch_scores, batch_features, uniforms in scored:
+                accepted, batch_max = accept_batch(batch_scores[:, k], batch_max, p, uniforms)
+                kept.append(batch_features[accepted])
+            kept = torch.cat(kept)
+            fds[p] = (fidelity.frechet_distance(fidelity.feature_statistics(kept[:samples]), target)
+                      if len(kept) >= samples else None)
+        table.append(fds)
+    return table
 
 
 def study(dataset: str, *, limit: int | None = None, progress: bool = True, model=None,

@@ -136,11 +136,12 @@ def study(dataset: str | None = None, *, limit: int | None = None, progress: boo
     """``python -m core evaluate drs-toy [--record]``: the dataset argument does not apply (the
     toy makes its own points); ``--limit`` sets the number of samples. ``record`` ships the
     metrics and the three point clouds for the DRS page."""
+    from core import pretrained, train
+
     config = ToyConfig(samples=limit or ToyConfig.samples)
+    commit = train.git_commit()  # the code that measures: edits made while it runs are not in it
     metrics, clouds = run(config, progress)
     if record:
-        from core import pretrained, train
-
         command = "python -m core evaluate drs-toy --record" + (f" --limit {limit}" if limit else "")
-        pretrained.ship_study("drs-toy", "toy", clouds, metrics, command, train.git_commit())
+        pretrained.ship_study("drs-toy", "toy", clouds, metrics, command, commit)
     return metrics

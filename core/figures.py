@@ -130,3 +130,16 @@ def class_shares(class_names: tuple[str, ...], shares: dict[str, list[float]]) -
     fig.update_layout(barmode="group", height=280, yaxis_tickformat=".0%", yaxis_title="share of samples",
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
     return fig
+
+
+def fd_by_percentile(curves: dict[str, dict[str, float | None]], chosen: float) -> go.Figure:
+    """FD against γ's percentile, one line per curve ({name: {percentile: FD}}; None where not
+    measured), with the chosen percentile marked."""
+    fig = go.Figure()
+    for name, fds in curves.items():
+        points = sorted((float(p), fd) for p, fd in fds.items() if fd is not None)
+        fig.add_trace(go.Scatter(x=[p for p, _ in points], y=[fd for _, fd in points], mode="lines+markers", name=name))
+    fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen: {chosen:g}th")
+    fig.update_layout(height=280, xaxis_title="γ percentile", yaxis_title="FD (lower is better)",
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig

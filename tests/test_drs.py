@@ -304,6 +304,12 @@ def test_drs_page_rethresholds_the_same_draw():
     refit = pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]
     grid = refit["pooled_grid"]
     assert any(f"pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g}" in c.value for c in at.caption)
+    # How γ's percentile was chosen (on training images), with the FD curves behind the choice.
+    chosen = pretrained.find("gan", "mnist")["metrics"]["gamma_percentile"]
+    assert any(md.value.startswith(f"**How γ was set.** The {chosen:g}th percentile, chosen on the GAN's own training")
+               for md in at.markdown)
+    curves = next(c for c in at.get("plotly_chart") if "γ percentile" in c.proto.spec)
+    assert "against training images" in curves.proto.spec and "against the test set" in curves.proto.spec
     accepted = lambda: next(m.value for m in at.metric if m.label == "Accepted in this draw")
     at.slider[0].set_value(20).run()
     loose = accepted()
@@ -634,3 +640,36 @@ def test_last_layer_calibration_picks_grid_and_penalty_on_the_validation_split()
             changed = {name for name, tensor in gan.state_dict().items()
                        if not torch.equal(tensor, refitted.state_dict()[name])}
             assert changed == last_layer and len(last_layer) == 2  # its weight and bias, nothing else
+
+
+def test_every_fitted_head_scores_as_d_does_once_folded():
+    """scripts/drs_head_by_fd.py scores a pool with every head at once from D's last feature maps
+    (head_logits); each head folded into D's last layer gives D the same logits."""
+    import copy
+
+    from core.models.gan import fit_last_layer_heads, fold_last_layer_head, head_logits, last_feature_maps
+
+    torch.manual_seed(0)
+    gan = models.build("gan", {"width": 8, "nz": 8})
+    held_out = gan.sample(200, torch.Generator().manual_seed(99)) * 0.995
+    heads = fit_last_layer_heads(gan, held_out)
+    assert {(h.grid, h.penalty_c) for h in heads.values()} == set(heads) and len(heads) == 3 * 5
+    images = gan.sample(50, torch.Generator().manual_seed(5))
+    all_at_once = head_logits(list(heads.values()), last_feature_maps(gan, images))
+    assert all_at_once.shape == (50, 15)
+    for k, head in enumerate(heads.values()):
+        folded = copy.deepcopy(gan)
+        fold_last_layer_head(folded, head)
+        assert torch.allclose(folded.logits(images).double(), all_at_once[:, k], atol=1e-3)  # D runs in float32
+
+
+def test_validation_fds_score_several_estimates_over_one_pool():
+    # Two estimates of the same GAN: D's own and its opposite. Against a brighter reference, D's
+    # (which likes bright images) accepts closer samples at a high percentile than the opposite.
+    generator = torch.Generator().manual_seed(3)
+    bright = torch.rand(3000, 1, 28, 28, generator=generator) * 0.9 + 0.1
+    gan = BrightnessGAN()
+    both = lambda images: torch.stack([gan.logits(images), -gan.logits(images)], dim=1)
+    likes_bright, likes_dark = drs.validation_fds(gan, both, BrightnessFeatures().features, bright, 300,
+                                                  generator=torch.Generator().manual_seed(0), percentiles=(0.0, 90.0))
+    assert likes_bright[90.0] < likes_bright[0.0] and likes_dark[90.0] > likes_dark[0.0]

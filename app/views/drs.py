@@ -37,6 +37,17 @@ if refit:
                     f"last feature map pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g} "
                     f"(both chosen by validation log loss{f'; {grid}×{grid} is the whole map' if whole else ''})")
 st.caption(calibration + ".")
+validation = m.get("gamma_percentile_validation")
+if validation:
+    st.markdown(
+        f"**How γ was set.** The {m['gamma_percentile']:g}th percentile, chosen on the GAN's own training "
+        f"images, never on the test set: of the percentiles 0 to 95 in steps of 5, the one whose "
+        f"{validation['samples']:,} accepted samples (from one scored pool of {validation['pool']:,}) had "
+        f"the lowest FD against those images. The test set's FD at a few percentiles is beside it.")
+    st.plotly_chart(figures.fd_by_percentile(
+        {"against training images (chooses γ)": validation["fd"],
+         "against the test set (reported)": {p: point["fd"] for p, point in m["sweep"].items()}},
+        m["gamma_percentile"]))
 if "fd_change_by_draw" in m:
     draws = ", ".join(f"{c:+.1%}" for c in m["fd_change_by_draw"])
     st.markdown(f"**One draw is noisy.** The FD change above is the first of {len(m['fd_change_by_draw'])} "

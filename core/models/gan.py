@@ -235,48 +235,86 @@ def calibrate_last_layer(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
     and what it does to DRS.
 
     Returns the grid and penalty chosen and the validation log loss at each."""
+    heads = fit_last_layer_heads(gan, held_out, seed=seed, grids=grids)
+    grid, penalty = min(heads, key=lambda key: heads[key].val_log_loss)
+    fold_last_layer_head(gan, heads[grid, penalty])
+    return {"pooled_grid": grid, "penalty_c": penalty, "val_log_loss": log_loss_table(heads)}
+
+
+@dataclass
+class LastLayerHead:
+    """A logistic head on D's last feature map average-pooled to grid × grid and standardised."""
+
+    grid: int
+    penalty_c: float
+    weight: torch.Tensor  # (cells,) on the pooled map, standardisation folded in
+    bias: float
+    val_log_loss: float
+
+
+def last_feature_maps(gan: GAN, images: torch.Tensor) -> torch.Tensor:
+    """D's last feature map of images in [0, 1], in float64 and in batches of 1,000."""
+    gan.eval()
+    with torch.no_grad():
+        return torch.cat([gan.discriminator.last_feature_map(images[i : i + 1000] * 2 - 1)
+                          for i in range(0, len(images), 1000)]).double()
+
+
+def fit_last_layer_heads(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
+                         grids: tuple[int, ...] | None = None) -> dict[tuple[int, float], LastLayerHead]:
+    """Every head ``calibrate_last_layer`` chooses from, fitted: {(grid, C): head}."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
     from sklearn.preprocessing import StandardScaler
 
-    def feature_maps(images: torch.Tensor) -> torch.Tensor:
-        gan.eval()
-        with torch.no_grad():
-            return torch.cat([gan.discriminator.last_feature_map(images[i : i + 1000] * 2 - 1)
-                              for i in range(0, len(images), 1000)]).double()
-
     rng = torch.Generator().manual_seed(seed)
     n_val = len(held_out) // 5
     val_real, fit_real = held_out[:n_val], held_out[n_val:]
-    maps_fit = torch.cat([feature_maps(fit_real), feature_maps(gan.sample(len(fit_real), rng))])
-    maps_val = torch.cat([feature_maps(val_real), feature_maps(gan.sample(n_val, rng))])
+    maps_fit = torch.cat([last_feature_maps(gan, fit_real), last_feature_maps(gan, gan.sample(len(fit_real), rng))])
+    maps_val = torch.cat([last_feature_maps(gan, val_real), last_feature_maps(gan, gan.sample(n_val, rng))])
     y_fit, y_val = np.r_[np.ones(len(fit_real)), np.zeros(len(fit_real))], np.r_[np.ones(n_val), np.zeros(n_val)]
     side = maps_fit.shape[-1]
     grids = grids or tuple(g for g in range(side, 0, -1) if side % g == 0)
-    fits, losses = {}, {}
+    heads = {}
     for g in grids:
         x_fit = F.avg_pool2d(maps_fit, side // g).flatten(1).numpy()
         x_val = F.avg_pool2d(maps_val, side // g).flatten(1).numpy()
         scaler = StandardScaler().fit(x_fit)
         for c in LAST_LAYER_PENALTIES:
             head = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x_fit), y_fit)
-            fits[g, c] = scaler, head
-            losses[g, c] = log_loss(y_val, head.predict_proba(scaler.transform(x_val))[:, 1])
-    grid, penalty = min(losses, key=losses.get)
-    scaler, head = fits[grid, penalty]
-    # Fold the standardisation into the layer, w·(p − μ)/σ + b = (w/σ)·p + (b − (w/σ)·μ), then the
-    # pooling: a pooled cell's weight spread evenly over the k×k cells it averages.
-    pooled_weight = head.coef_[0] / scaler.scale_
-    bias = head.intercept_[0] - pooled_weight @ scaler.mean_
-    k = side // grid
-    weight = torch.from_numpy(pooled_weight).view(-1, grid, grid)
-    weight = weight.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2) / k**2
+            loss = log_loss(y_val, head.predict_proba(scaler.transform(x_val))[:, 1])
+            # Fold the standardisation in: w·(p − μ)/σ + b = (w/σ)·p + (b − (w/σ)·μ).
+            weight = head.coef_[0] / scaler.scale_
+            heads[g, c] = LastLayerHead(g, c, torch.from_numpy(weight), float(head.intercept_[0] - weight @ scaler.mean_),
+                                        float(loss))
+    return heads
+
+
+def log_loss_table(heads: dict[tuple[int, float], LastLayerHead]) -> dict[str, dict[str, float]]:
+    """{"4x4": {"0.1": loss, ...}, ...}: the validation log loss of each head, as logged."""
+    table: dict[str, dict[str, float]] = {}
+    for (g, c), head in heads.items():
+        table.setdefault(f"{g}x{g}", {})[f"{c:g}"] = round(head.val_log_loss, 4)
+    return table
+
+
+def head_logits(heads: list[LastLayerHead], maps: torch.Tensor) -> torch.Tensor:
+    """(N, len(heads)): each head's logit of the same last feature maps (N, C, side, side)."""
+    side = maps.shape[-1]
+    return torch.stack([F.avg_pool2d(maps, side // h.grid).flatten(1) @ h.weight + h.bias for h in heads], dim=1)
+
+
+def fold_last_layer_head(gan: GAN, head: LastLayerHead) -> None:
+    """Write a head into D's last layer, in place: a pooled cell's weight spread evenly over the
+    k×k cells it averages, so the layer keeps its shape and D's logit is the head's."""
+    import math
+
     layer = gan.discriminator.last_layer
+    k = math.isqrt(layer.weight.numel() // head.weight.numel())  # the side of the cells one pooled cell averages
+    weight = head.weight.view(-1, head.grid, head.grid)
+    weight = weight.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2) / k**2
     with torch.no_grad():
         layer.weight.copy_(weight.reshape_as(layer.weight))
-        layer.bias.fill_(float(bias))
+        layer.bias.fill_(head.bias)
     gan.eval()
-    return {"pooled_grid": grid, "penalty_c": penalty,
-            "val_log_loss": {f"{g}x{g}": {f"{c:g}": round(losses[g, c], 4) for c in LAST_LAYER_PENALTIES}
-                             for g in grids}}
