@@ -241,12 +241,15 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
     if hasattr(model, "after_training"):
         began = time.perf_counter()
         trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        # Kept with those weights: building a model there (a GAN loads the shipped classifier)
+        # draws from the global RNG, and an extended run must not see that.
+        rng = torch.get_rng_state()
         history[-1].update(model.after_training(train_set, progress=progress))
         seconds += time.perf_counter() - began
         history[-1]["seconds"] = round(seconds, 1)
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
-                        rng=torch.get_rng_state(), train_config=asdict(config), history=history,
+                        rng=rng, train_config=asdict(config), history=history,
                         seconds=seconds, commit=commit, after_training_done=True,
                         weights_before_after_training=trained)
     return path

@@ -7,7 +7,7 @@ log loss (``core.models.gan.calibrate_last_layer``). On Fashion-MNIST log loss p
 result. This script chooses without the test set, the protocol fixed before it was run:
 
 - the same 15 heads as ``calibrate_last_layer`` (the whole map, 2×2, 1×1; C from 1e-4 to 1),
-  fitted on the same split of the held-out images against fresh fakes (``fit_last_layer_heads``);
+  fitted on the same split of the held-out images against fresh fakes;
 - each head, at each γ percentile 0, 5, ..., 95, runs DRS over one scored pool of 150,000 fakes
   (``core.drs.validation_fds``), and its first 5,000 accepted are compared by FD, on the
   classifier's features, against the GAN's own training images, as ``evaluate drs`` chooses γ;
@@ -17,9 +17,12 @@ result. This script chooses without the test set, the protocol fixed before it w
 
     .venv/bin/python scripts/drs_head_by_fd.py --dataset fashion-mnist
 
-``scripts/drs_head_by_fd.jsonl`` holds the rows of the runs made on this machine (2 CPU cores) on
-the GANs shipped at commit c68512d: the first row is the choice with every validation FD, then
-one row per test draw.
+This is ``calibrate_last_layer(..., fd_against=...)``, which GANs run at the end of training since
+2026-11-26 (``GANConfig.last_layer_choice = "validation_fd"``); the script applies it to a shipped
+GAN's D and measures it. ``scripts/drs_head_by_fd.jsonl`` holds the rows of the run made
+on this machine (2 CPU cores) on the Fashion-MNIST GAN shipped at commit c68512d, whose last layer
+had been chosen by log loss: the first row is the choice with every validation FD, then one row
+per test draw. That run used the script of commit 8d755e4, which did the same steps inline.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
 from core import data, drs, fidelity, pretrained  # noqa: E402
-from core.models.gan import fit_last_layer_heads, fold_last_layer_head, head_logits, last_feature_maps  # noqa: E402
+from core.models.gan import calibrate_last_layer  # noqa: E402
 from core.train import held_out_images  # noqa: E402
 
 
@@ -54,20 +57,15 @@ def main() -> None:
     began = time.perf_counter()
     train_images = data.load(args.dataset, "train").images
     held_out = held_out_images(gan, train_images)
-    heads = fit_last_layer_heads(gan, held_out)
-    keys = list(heads)
-    table = drs.validation_fds(gan, lambda images: head_logits([heads[k] for k in keys], last_feature_maps(gan, images)),
-                               yardstick.classifier.features, train_images[: len(train_images) - len(held_out)],
-                               5_000, generator=torch.Generator().manual_seed(drs.VALIDATION_STREAM), progress=True)
-    candidates = {(key, p): fd for key, fds in zip(keys, table) for p, fd in fds.items() if fd is not None}
-    (grid, penalty), percentile = min(candidates, key=candidates.get)
-    print(json.dumps({"dataset": args.dataset, "pooled_grid": grid, "penalty_c": penalty, "gamma_percentile": percentile,
-                      "validation_fd": candidates[(grid, penalty), percentile],
-                      "validation_fds": {f"{g}x{g} C={c:g}": {f"{p:g}": fd for p, fd in fds.items()}
-                                         for (g, c), fds in zip(keys, table)},
-                      "seconds": round(time.perf_counter() - began, 1)}), flush=True)
     refitted = copy.deepcopy(gan)  # the GAN's samples are the same; only D's last layer changes
-    fold_last_layer_head(refitted, heads[grid, penalty])
+    refitted.config.validation_samples = 5_000
+    record = calibrate_last_layer(refitted, held_out, progress=True, fd_against=(
+        yardstick.classifier.features, train_images[: len(train_images) - len(held_out)]))
+    grid, penalty, percentile = record["pooled_grid"], record["penalty_c"], record["gamma_percentile"]
+    print(json.dumps({"dataset": args.dataset, "pooled_grid": grid, "penalty_c": penalty, "gamma_percentile": percentile,
+                      "validation_fd": record["val_fd"][f"{grid}x{grid}"][f"{penalty:g}"][f"{percentile:g}"],
+                      "validation_fds": {f"{g} C={c}": fds for g, by_c in record["val_fd"].items() for c, fds in by_c.items()},
+                      "seconds": round(time.perf_counter() - began, 1)}), flush=True)
     for seed in range(args.seeds):
         fd_plain, fd_drs, rate = drs.fd_with_and_without(gan, yardstick, 10_000, percentile,
                                                          torch.Generator().manual_seed(seed), score=refitted.logits)

@@ -211,6 +211,7 @@ def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeyp
         width: int = 8
         batch_size: int = 16
         calibration_steps: int = 100
+        validation_samples: int = 100  # the refit's head and γ, chosen by FD over a pool of 3,000
 
     monkeypatch.setattr(GAN, "Config", TinyConfig)
     config, out = train.TrainConfig(epochs=1, limit=64), tmp_path / "run"
@@ -230,7 +231,8 @@ def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeyp
     assert payload["after_training_done"] and int(model.calibrated) == 1
     assert "calibration_steps" in payload["history"][-1]
     refit = payload["history"][-1]["last_layer"]  # and the last layer refitted after it
-    assert refit["pooled_grid"] in (1, 2, 4) and refit["penalty_c"] > 0
+    assert refit["pooled_grid"] in (1, 2, 4) and refit["penalty_c"] > 0 and refit["chosen_by"] == "validation_fd"
+    assert refit["gamma_percentile"] in drs.VALIDATION_PERCENTILES
 
     model.on_epoch_start(torch.rand(4, 1, 28, 28))  # what the next epoch of an extended run does first
     assert int(model.calibrated) == 0
@@ -673,3 +675,29 @@ def test_validation_fds_score_several_estimates_over_one_pool():
     likes_bright, likes_dark = drs.validation_fds(gan, both, BrightnessFeatures().features, bright, 300,
                                                   generator=torch.Generator().manual_seed(0), percentiles=(0.0, 90.0))
     assert likes_bright[90.0] < likes_bright[0.0] and likes_dark[90.0] > likes_dark[0.0]
+
+
+def test_last_layer_chosen_with_gamma_by_validation_fd():
+    """With fd_against, the head and γ's percentile kept are the pair with the lowest validation
+    FD, and D's logit is then that head's."""
+    import copy
+
+    from core.models.gan import calibrate_last_layer, fit_last_layer_heads, head_logits, last_feature_maps
+
+    torch.manual_seed(0)
+    gan = models.build("gan", {"width": 8, "nz": 8, "validation_samples": 100})
+    held_out = gan.sample(200, torch.Generator().manual_seed(99)) * 0.995
+    reference = gan.sample(500, torch.Generator().manual_seed(7)) * 0.9  # darker than G's samples
+    refitted = copy.deepcopy(gan)
+    record = calibrate_last_layer(refitted, held_out, fd_against=(BrightnessFeatures().features, reference))
+    assert record["chosen_by"] == "validation_fd" and set(record["val_fd"]) == {"4x4", "2x2", "1x1"}
+    fds = [fd for by_c in record["val_fd"].values() for by_p in by_c.values() for fd in by_p.values() if fd is not None]
+    chosen = record["val_fd"][f"{record['pooled_grid']}x{record['pooled_grid']}"][f"{record['penalty_c']:g}"]
+    assert chosen[f"{record['gamma_percentile']:g}"] == min(fds)
+    head = fit_last_layer_heads(gan, held_out)[record["pooled_grid"], record["penalty_c"]]
+    images = gan.sample(50, torch.Generator().manual_seed(5))
+    assert torch.allclose(refitted.logits(images).double(), head_logits([head], last_feature_maps(gan, images))[:, 0], atol=1e-3)
+    # By log loss, as the GANs of commit c68512d were: the same heads, no FD and no percentile.
+    by_loss = calibrate_last_layer(copy.deepcopy(gan), held_out)
+    assert by_loss["chosen_by"] == "log_loss" and by_loss["val_log_loss"] == record["val_log_loss"]
+    assert "gamma_percentile" not in by_loss and "val_fd" not in by_loss

@@ -21,6 +21,7 @@ until commit 4b9eef1 had the paper's calibration only (``refit_last_layer`` fals
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,13 +44,23 @@ class GANConfig:
     # After the paper's calibration, refit D's last layer on the same split (calibrate_last_layer):
     # the paper's alone makes DRS worsen the FD on Fashion-MNIST (README, DRS).
     refit_last_layer: bool = True
+    # How the refit chooses among its heads: "validation_fd", together with γ's percentile, by the
+    # FD of DRS's accepted samples against the GAN's own training images in the shipped classifier's
+    # features (never the test set's); or "log_loss" on the held-out validation fifth, which the GANs
+    # of commit c68512d had (README, DRS).
+    last_layer_choice: str = "validation_fd"
+    validation_samples: int = 5_000  # accepted samples per FD for "validation_fd", from a pool 30× as large
 
     def __post_init__(self):
         if self.discriminator not in DISCRIMINATORS:
             raise ValueError(f"unknown discriminator {self.discriminator!r}; choose one of: {', '.join(DISCRIMINATORS)}")
+        if self.last_layer_choice not in LAST_LAYER_CHOICES:
+            raise ValueError(f"unknown last_layer_choice {self.last_layer_choice!r}; "
+                             f"choose one of: {', '.join(LAST_LAYER_CHOICES)}")
 
 
 DISCRIMINATORS = ("dcgan", "two-layer")
+LAST_LAYER_CHOICES = ("validation_fd", "log_loss")
 
 
 class Generator(nn.Module):
@@ -106,7 +117,7 @@ class GAN(nn.Module):
     family = "gan"
     Config = GANConfig
     # What checkpoints saved before these fields existed had.
-    LEGACY_CONFIG = {"discriminator": "two-layer", "refit_last_layer": False}
+    LEGACY_CONFIG = {"discriminator": "two-layer", "refit_last_layer": False, "last_layer_choice": "log_loss"}
     TABLE_COLUMNS = (("FD GAN", "fd_gan", "{:.2f}"), ("FD GAN+DRS", "fd_drs", "{:.2f}"),
                      ("FD change", "fd_change", "{:+.1%}"), ("median FD change", "fd_change_median", "{:+.1%}"),
                      ("acceptance", "acceptance_rate", "{:.1%}"),
@@ -174,7 +185,13 @@ class GAN(nn.Module):
         held_out = held_out_images(self, train_set.images)
         log = calibrate(self, held_out, progress=progress)
         if self.config.refit_last_layer:
-            log["last_layer"] = calibrate_last_layer(self, held_out)
+            fd_against = None
+            if self.config.last_layer_choice == "validation_fd":
+                from core import pretrained
+
+                classifier, _ = pretrained.load("classifier", train_set.name)
+                fd_against = (classifier.features, train_set.images[: len(train_set.images) - len(held_out)])
+            log["last_layer"] = calibrate_last_layer(self, held_out, fd_against=fd_against, progress=progress)
         return log
 
     def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True) -> dict:
@@ -222,23 +239,50 @@ LAST_LAYER_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # scikit-learn's C, the in
 
 
 def calibrate_last_layer(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
-                         grids: tuple[int, ...] | None = None) -> dict:
+                         grids: tuple[int, ...] | None = None,
+                         fd_against: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+                         progress: bool = False) -> dict:
     """Refit D's last layer alone, in place, after ``calibrate``: L2-penalised logistic regression
     of held-out real images against fresh fakes on D's last feature map, average-pooled to a g×g
-    grid and standardised, on ``calibrate``'s split (four fifths to fit, a fifth against as many
-    other fakes to choose g and the penalty together by log loss).
+    grid and standardised, fitted on four fifths of ``calibrate``'s split for every g in ``grids``
+    and every penalty C in ``LAST_LAYER_PENALTIES`` (``fit_last_layer_heads``). The head kept is
+
+    - by default, the one with the lowest log loss on the other fifth against as many other fakes;
+    - with ``fd_against = (features, reference)``, the one that, at its best γ percentile, gives
+      DRS's accepted samples the lowest FD on ``features`` against ``reference`` (real images that
+      are not the test set's), over one scored pool (``core.drs.validation_fds``,
+      ``config.validation_samples`` per FD). Log loss rewards telling real from fake, while DRS
+      needs the fakes ranked, and the two choose differently on Fashion-MNIST (README, DRS).
 
     ``grids``: the sides g to try; by default every one that tiles the map evenly (4, 2, 1 for the
     DCGAN-shaped D's 4×4 map, 7, 1 for the two-layer D's 7×7). A pooled head is still linear in
     the whole map (each cell's weight shared by the cells it pools), so it folds into D's last
-    layer without changing its shape. README, DRS (``scripts/drs_head_calibration.py``) has why
-    and what it does to DRS.
+    layer without changing its shape.
 
-    Returns the grid and penalty chosen and the validation log loss at each."""
+    Returns the grid, penalty and criterion chosen, the validation log loss of every head, and with
+    ``fd_against`` the percentile chosen and every head's validation FD at every percentile."""
+    from core import drs
+
     heads = fit_last_layer_heads(gan, held_out, seed=seed, grids=grids)
-    grid, penalty = min(heads, key=lambda key: heads[key].val_log_loss)
+    record = {"chosen_by": "log_loss" if fd_against is None else "validation_fd", "val_log_loss": log_loss_table(heads)}
+    if fd_against is None:
+        grid, penalty = min(heads, key=lambda key: heads[key].val_log_loss)
+    else:
+        features, reference = fd_against
+        keys = list(heads)
+        table = drs.validation_fds(gan, lambda images: head_logits([heads[k] for k in keys], last_feature_maps(gan, images)),
+                                   features, reference, gan.config.validation_samples,
+                                   generator=torch.Generator().manual_seed(drs.VALIDATION_STREAM + seed), progress=progress)
+        candidates = {(key, p): fd for key, fds in zip(keys, table) for p, fd in fds.items() if fd is not None}
+        if not candidates:
+            raise ValueError(f"no head accepted {gan.config.validation_samples} samples at any γ percentile")
+        (grid, penalty), percentile = min(candidates, key=candidates.get)
+        val_fd: dict[str, dict[str, dict[str, float | None]]] = {}
+        for (g, c), fds in zip(keys, table):
+            val_fd.setdefault(f"{g}x{g}", {})[f"{c:g}"] = {f"{p:g}": fd for p, fd in fds.items()}
+        record.update(gamma_percentile=percentile, val_fd=val_fd)
     fold_last_layer_head(gan, heads[grid, penalty])
-    return {"pooled_grid": grid, "penalty_c": penalty, "val_log_loss": log_loss_table(heads)}
+    return {"pooled_grid": grid, "penalty_c": penalty, **record}
 
 
 @dataclass
