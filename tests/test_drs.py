@@ -330,7 +330,7 @@ def text_total(text: str) -> str:
 def test_shipped_gan_figures_come_from_the_cli():
     import json
 
-    result = run_cli("evaluate", "drs", "--dataset", "mnist", "--json", "--quiet", timeout=900)
+    result = run_cli("evaluate", "drs", "--dataset", "mnist", "--json", "--quiet", timeout=1800)
     assert result.returncode == 0, result.stderr
     m = json.loads(result.stdout)
     assert {"fd_gan", "fd_drs", "acceptance_rate", "gamma_percentile", "classifier_accuracy"} <= set(m)
@@ -470,15 +470,18 @@ def test_readme_quotes_the_head_calibration_runs():
             f"{best['1x1']:.3f} for the best 1×1)") in readme
     from core import pretrained
 
-    mnist = pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]
+    # The MNIST GAN of commit c68512d chose by the same log loss; the shipped one logs the same losses.
+    mnist = json.loads((ROOT / "scripts" / "drs_log_loss_head.json").read_text())["entries"]["mnist"]["last_layer"]
+    assert pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]["val_log_loss"] == mnist["val_log_loss"]
     best = {grid: f"{min(by_c.values()):.3f}" for grid, by_c in mnist["val_log_loss"].items()}
     assert mnist["pooled_grid"] == 4 and f"too ({best['4x4']}, against {best['2x2']} and {best['1x1']})" in readme
     assert [r["fd_change"] for r in pooled] == [r["fd_change"] for r in rows if r["dataset"] == "fashion-mnist"]
 
 
 def test_readme_quotes_the_recorded_draws():
-    """The README's FD changes of the shipped GANs are the manifest's fd_change_by_draw, and those
-    of the GANs shipped with the paper's calibration alone are scripts/drs_paper_calibration.json."""
+    """The README's FD changes of the shipped GANs are the manifest's fd_change_by_draw; those of
+    the GANs with the log-loss head (commit c68512d) scripts/drs_log_loss_head.json, and those of
+    the GANs shipped with the paper's calibration alone scripts/drs_paper_calibration.json."""
     import json
 
     from core import pretrained
@@ -486,16 +489,24 @@ def test_readme_quotes_the_recorded_draws():
 
     readme = " ".join((ROOT / "README.md").read_text().split())
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
+    draws = lambda m: ", ".join(percent(c) for c in m["fd_change_by_draw"][:2]) + f" and {percent(m['fd_change_by_draw'][2])}"
     paper = json.loads((ROOT / "scripts" / "drs_paper_calibration.json").read_text())["entries"]
+    log_loss = json.loads((ROOT / "scripts" / "drs_log_loss_head.json").read_text())["entries"]
+    shipped = {d: pretrained.find("gan", d) for d in ("fashion-mnist", "mnist")}
+    sweeps = []
     for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
-        for m in (pretrained.find("gan", dataset)["metrics"], paper[dataset]["metrics"]):
-            draws = [percent(c) for c in m["fd_change_by_draw"]]
-            assert f"{draws[0]}, {draws[1]} and {draws[2]} on {name} (median {percent(m['fd_change_median'])}" in readme
-        m = pretrained.find("gan", dataset)["metrics"]
+        for m in (shipped[dataset]["metrics"], paper[dataset]["metrics"], log_loss[dataset]["metrics"]):
+            assert f"{draws(m)} on {name} (median {percent(m['fd_change_median'])}" in readme
+        m = shipped[dataset]["metrics"]
         assert f"{m['fd_gan']:.1f} → {m['fd_drs']:.1f}, {100 * m['acceptance_rate']:.1f}%" in readme
-        sweep = ", ".join(f"{m['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95"))
-        assert f"{sweep} at the 0/50/80/90/95th" in readme
-    fm = pretrained.find("gan", "fashion-mnist")["metrics"]
+        assert m["gamma_percentile"] == m["gamma_percentile_validation"]["percentile"]
+        sweeps.append(", ".join(f"{m['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95")))
+        # "for the shipped D it chose the same percentile" as the calibration did with the head.
+        assert m["gamma_percentile"] == shipped[dataset]["curve"][-1]["last_layer"]["gamma_percentile"]
+        validated = log_loss[dataset]["validated_gamma"]["metrics"]
+        assert f"{draws(validated)};" in readme and f"the {validated['gamma_percentile']:g}th" in readme
+    assert f"{sweeps[0]} on Fashion-MNIST and {sweeps[1]} on MNIST at the 0/50/80/90/95th" in readme
+    fm = shipped["fashion-mnist"]["metrics"]
     assert (f"takes the FD to {fm['fd_feature_ratio']:.1f} on Fashion-MNIST ({percent(fm['fd_feature_ratio'] / fm['fd_gan'] - 1)}, "
             f"{100 * fm['acceptance_rate_feature_ratio']:.1f}% accepted)") in readme
     # With the paper's calibration alone: dresses (3) and trousers (1) up, bags (8) and coats (4)
@@ -505,34 +516,36 @@ def test_readme_quotes_the_recorded_draws():
     assert f"dresses from {shares(3)}" in readme and f"trousers from {shares(1)}" in readme
     arrow = lambda c: f"({100 * fm['class_shares_gan'][c]:.1f}% → {100 * fm['class_shares_drs'][c]:.1f}%)"
     assert f"bags {arrow(8)}" in readme and f"coats {arrow(4)}" in readme
-    total_variation = lambda key: 50 * sum(abs(share - 0.1) for share in fm[key])
-    assert f"{total_variation('class_shares_gan'):.1f}% → {total_variation('class_shares_drs'):.1f}%" in readme
+    total_variation = lambda m, key: f"{50 * sum(abs(share - 0.1) for share in m[key]):.1f}%"
+    tv = lambda m: f"{total_variation(m, 'class_shares_gan')} → {total_variation(m, 'class_shares_drs')}"
+    assert f"{tv(fm)}; {tv(log_loss['fashion-mnist']['metrics'])} with the log-loss head" in readme
+    assert f"and {tv(shipped['fashion-mnist']['metrics'])} with the shipped one" in readme
     fds = [fm["sweep"][p]["fd"] for p in ("0", "50", "80", "90", "95")]
     assert fds == sorted(fds)  # "the Fashion-MNIST FD only grew with γ"
     # "Their G is the shipped one": the retrained GANs reproduce the FD and the paper's step exactly.
     for dataset in ("fashion-mnist", "mnist"):
-        entry = pretrained.find("gan", dataset)
-        assert entry["metrics"]["fd_gan"] == paper[dataset]["metrics"]["fd_gan"]
-        assert all(entry["curve"][-1][k] == v for k, v in paper[dataset]["calibration"].items())
+        for earlier in (paper[dataset], log_loss[dataset]):
+            assert shipped[dataset]["metrics"]["fd_gan"] == earlier["metrics"]["fd_gan"]
+            assert all(shipped[dataset]["curve"][-1][k] == v for k, v in earlier["calibration"].items())
     calibration = paper["fashion-mnist"]["calibration"]
     assert (f"validation loss {calibration['calibration_val_loss_before']:.3f} → "
             f"{calibration['calibration_val_loss_after']:.3f} on Fashion-MNIST") in readme
-    mn = paper["mnist"]["metrics"]
-    assert f"{fm['rank_correlation_d_feature_ratio']:.2f} on Fashion-MNIST and {mn['rank_correlation_d_feature_ratio']:.2f} on MNIST" in readme
-    assert f"({fm['fd_feature_ratio']:.1f} and {mn['fd_feature_ratio']:.1f} in the earlier one" in readme
+    rho = lambda entries: [f"{entries[d]['metrics']['rank_correlation_d_feature_ratio']:.2f}" for d in ("fashion-mnist", "mnist")]
+    assert "was {} on Fashion-MNIST and {} on MNIST".format(*rho(paper)) in readme
+    assert "({} and {} with the log-loss head, and {} and {} with the shipped one".format(
+        *rho(log_loss), *rho({d: e for d, e in shipped.items()})) in readme
+    ratio = lambda entries: [f"{entries[d]['metrics']['fd_feature_ratio']:.1f}" for d in ("fashion-mnist", "mnist")]
+    assert ("{} and {} with the paper's calibration, {} and {} with the log-loss head".format(*ratio(paper), *ratio(log_loss))) in readme
     paper_sweep = ", ".join(f"{fm['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95"))
     assert f"only grew with γ ({paper_sweep} at the 0/50/80/90/95th)" in readme
-    # The shipped GANs: their D's last layer refitted, as chosen on the validation split.
-    shipped = {d: pretrained.find("gan", d) for d in ("fashion-mnist", "mnist")}
-    rho = [f"{shipped[d]['metrics']['rank_correlation_d_feature_ratio']:.2f}" for d in ("fashion-mnist", "mnist")]
-    assert f"({rho[0]} and {rho[1]} with the refitted last layer)" in readme
-    refit = {d: e["curve"][-1]["last_layer"] for d, e in shipped.items()}
-    assert all(r["pooled_grid"] == 4 for r in refit.values())  # "the whole 4×4 map"
-    assert (f"the whole 4×4 map at C = {refit['fashion-mnist']['penalty_c']:g} on Fashion-MNIST and at "
-            f"C = {refit['mnist']['penalty_c']:g} on MNIST") in readme
-    fm = shipped["fashion-mnist"]["metrics"]
-    assert (f"{total_variation('class_shares_gan'):.1f}% → {total_variation('class_shares_drs'):.1f}% "
-            "with the refitted last layer") in readme
+    # The heads: log loss chose the whole map on both; the shipped ones as the validation FD chose.
+    head = lambda r: (("the whole 4×4 map" if r["pooled_grid"] == 4 else f"the map pooled to {r['pooled_grid']}×{r['pooled_grid']}")
+                      + f" at C = {r['penalty_c']:g}")
+    chosen = {d: e["curve"][-1]["last_layer"] for d, e in shipped.items()}
+    assert all(r["chosen_by"] == "validation_fd" for r in chosen.values())
+    assert (f"It chose {head(chosen['fashion-mnist'])} and the {chosen['fashion-mnist']['gamma_percentile']:g}th percentile on "
+            f"Fashion-MNIST, and {head(chosen['mnist'])} and the {chosen['mnist']['gamma_percentile']:g}th on MNIST") in readme
+    assert f"Log loss chose {head(log_loss['fashion-mnist']['last_layer'])} on Fashion-MNIST and {head(log_loss['mnist']['last_layer'])} on MNIST" in readme
 
 
 def test_last_feature_map_is_what_the_last_layer_reads():
@@ -701,3 +714,29 @@ def test_last_layer_chosen_with_gamma_by_validation_fd():
     by_loss = calibrate_last_layer(copy.deepcopy(gan), held_out)
     assert by_loss["chosen_by"] == "log_loss" and by_loss["val_log_loss"] == record["val_log_loss"]
     assert "gamma_percentile" not in by_loss and "val_fd" not in by_loss
+
+
+def test_the_shipped_fashion_mnist_calibration_chose_as_the_script_did():
+    """scripts/drs_head_by_fd.py ran the FD choice on the GAN of commit c68512d (same G, same
+    paper-step D); the retrained GAN's calibration made the same choice from the same validation FDs."""
+    import json
+
+    from core import pretrained
+    from core.paths import ROOT
+
+    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_head_by_fd.jsonl")]
+    choice, draws = rows[0], rows[1:]
+    refit = pretrained.find("gan", "fashion-mnist")["curve"][-1]["last_layer"]
+    assert refit["chosen_by"] == "validation_fd"
+    assert (refit["pooled_grid"], refit["penalty_c"], refit["gamma_percentile"]) == (
+        choice["pooled_grid"], choice["penalty_c"], choice["gamma_percentile"])
+    assert {f"{g} C={c}": fds for g, by_c in refit["val_fd"].items() for c, fds in by_c.items()} == choice["validation_fds"]
+    assert [d["seed"] for d in draws] == [0, 1, 2] and all(d["gamma_percentile"] == choice["gamma_percentile"] for d in draws)
+    # README: the script's three draws, "the last two are the shipped GAN's further draws".
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
+    rates = [100 * d["acceptance_rate"] for d in draws]
+    assert (f"{percent(draws[0]['fd_change'])}, {percent(draws[1]['fd_change'])} and {percent(draws[2]['fd_change'])} "
+            f"in three draws ({min(rates):.1f}–{max(rates):.1f}% accepted)") in readme
+    shipped = pretrained.find("gan", "fashion-mnist")["metrics"]["fd_change_by_draw"]
+    assert [d["fd_change"] for d in draws[1:]] == shipped[1:]

@@ -33,9 +33,11 @@ calibration = ("D was calibrated as in the paper: it kept training on held-out r
 if refit:
     grid = refit["pooled_grid"]
     whole = grid == max(int(tried.split("x")[0]) for tried in refit["val_log_loss"])
+    chosen_by = ("by the FD of DRS's accepted samples against the GAN's own training images, together with "
+                 "γ's percentile" if refit.get("chosen_by") == "validation_fd" else "by validation log loss")
     calibration += (f"; then its last layer was refitted on the same split, a logistic regression on its "
                     f"last feature map pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g} "
-                    f"(both chosen by validation log loss{f'; {grid}×{grid} is the whole map' if whole else ''})")
+                    f"(both chosen {chosen_by}{f'; {grid}×{grid} is the whole map' if whole else ''})")
 st.caption(calibration + ".")
 validation = m.get("gamma_percentile_validation")
 if validation:
