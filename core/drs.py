@@ -288,6 +288,7 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
     from tqdm.auto import tqdm
 
     from core import data, fidelity, pretrained
+    from core.train import held_out_images
 
     began = time.perf_counter()
     gan = model if model is not None else pretrained.load("gan", dataset)[0]
@@ -306,8 +307,6 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
         return yardstick.fd(images), yardstick.class_shares(images)
 
     train_images = data.load(dataset, "train").images
-    from core.train import held_out_images
-
     held_out = held_out_images(gan, train_images)
     validation = None
     if percentile is None:
