@@ -140,6 +140,7 @@ def fd_by_percentile(curves: dict[str, dict[str, float | None]], chosen: float) 
         points = sorted((float(p), fd) for p, fd in fds.items() if fd is not None)
         fig.add_trace(go.Scatter(x=[p for p, _ in points], y=[fd for _, fd in points], mode="lines+markers", name=name))
     fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen: {chosen:g}th")
-    fig.update_layout(height=280, xaxis_title="γ percentile", yaxis_title="FD (lower is better)",
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    fig.update_layout(height=300, xaxis_title="γ percentile", yaxis_title="FD (lower is better)",
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02))  # above: below, it covers the axis title
     return fig
