@@ -1,4 +1,4 @@
-"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,list,neighbors} ...``.
+"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,neighbour-table,list,neighbors,bench} ...``.
 
 A user's mistake (a bad argument, a missing dataset or artifact) prints one plain line on stderr
 and exits with status 2; it never prints a traceback.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 USER_ERROR = 2
+NEIGHBOUR_TABLE_K = 8  # what the map page shows for a click
 
 # Evaluations that are not one model's checkpoint: name -> "module:function". The function takes
 # (dataset, *, limit, progress) and returns a dict of metrics.
@@ -88,6 +89,12 @@ def make_parser() -> Parser:
     p.add_argument("model", choices=list(models.MODELS))
     p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("neighbour-table", help="every image's nearest images under a model, shipped for the map's clicks")
+    p.add_argument("model", choices=list(models.MODELS))
+    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("-k", type=positive, default=NEIGHBOUR_TABLE_K, help="neighbours per image")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("neighbors", help="nearest exemplars of your own images (one JSON line each)")
@@ -221,6 +228,20 @@ def cmd_map(args) -> None:
           f"{metrics['trustworthiness']:.3f}, 2-D 5-NN accuracy {metrics['knn_accuracy_2d']:.3f})")
 
 
+def cmd_neighbour_table(args) -> None:
+    from core import pretrained, projection, train
+
+    model, _ = pretrained.load(args.model, args.dataset)
+    commit = train.git_commit()
+    codes = projection.encode_all(model, args.dataset, progress=not args.quiet)
+    table = projection.neighbour_table(codes, args.k, progress=not args.quiet)
+    command = f"python -m core neighbour-table {args.model} --dataset {args.dataset}"
+    command += f" -k {args.k}" * (args.k != NEIGHBOUR_TABLE_K)
+    entry = pretrained.ship_arrays("knn", args.model, args.dataset, table, {"points": len(codes), "k": args.k},
+                                   command, commit, checkpoint_sha256=pretrained.find(args.model, args.dataset)["sha256"])
+    print(f"shipped {entry['path']} ({len(codes):,} images × {args.k} neighbours)")
+
+
 def cmd_bench(args) -> None:
     from core import bench
 
@@ -294,7 +315,8 @@ def pretrained_classes(dataset: str) -> tuple[str, ...]:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "augment": cmd_augment,
-            "map": cmd_map, "list": cmd_list, "neighbors": cmd_neighbors, "bench": cmd_bench}
+            "map": cmd_map, "list": cmd_list, "neighbors": cmd_neighbors, "bench": cmd_bench,
+            "neighbour-table": cmd_neighbour_table}
 
 
 def main(argv: list[str] | None = None) -> int:

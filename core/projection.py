@@ -113,3 +113,22 @@ def build_map(model, dataset: str, seed: int = 0, progress: bool = True) -> tupl
     if hasattr(model, "map_arrays"):  # e.g. SwAV's cluster of every image, so pages need not recompute
         arrays.update(model.map_arrays(all_images(dataset)))
     return arrays, metrics
+
+
+def neighbour_table(codes: torch.Tensor, k: int, batch_size: int = 4096,
+                    progress: bool = False) -> dict[str, np.ndarray]:
+    """Every image's k nearest other images in latent space, exact: ``index`` (N, k) int32 and
+    ``distance`` (N, k) float16 (L2), nearest first. Shipped beside a map, it makes a click's
+    neighbours a lookup instead of encoding every image while a person waits."""
+    index = neighbors.flat_index(codes)
+    rows, dists = [], []
+    for start in tqdm(range(0, len(codes), batch_size), desc="neighbours", unit="batch", disable=not progress):
+        query = codes[start : start + batch_size]
+        dist, idx = neighbors.search(codes, query, k + 1, index=index)
+        own = torch.arange(start, start + len(query)).unsqueeze(1)
+        keep = idx != own  # itself (or, for an exact duplicate, one copy) is left out
+        keep[keep.sum(1) > k, -1] = False  # itself was not among the k + 1: drop the farthest
+        rows.append(idx[keep].view(len(query), k))
+        dists.append(dist[keep].view(len(query), k).clamp(min=0).sqrt())
+    return {"index": torch.cat(rows).numpy().astype(np.int32),
+            "distance": torch.cat(dists).numpy().astype(np.float16)}

@@ -57,11 +57,14 @@ def run_dir(model_name: str, dataset: str) -> Path:
 
 
 def git_commit() -> str:
-    """HEAD of the repository, with ``+dirty`` when the tree has uncommitted changes."""
+    """HEAD of the repository, with ``+dirty`` when tracked files outside ``pretrained/`` and
+    ``runs/`` have uncommitted changes. Shipping rewrites the manifest, so a second artifact
+    shipped from the same commit is still built by that commit's code."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)pretrained", ":(exclude)runs"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

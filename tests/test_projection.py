@@ -91,3 +91,18 @@ def test_selection_points_become_image_indices():
 def test_nearest_exemplars_leave_the_image_out():
     codes = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
     assert projection.nearest_exemplars(codes, 1, k=2) == [(0, 1.0), (2, 2.0)]
+
+
+def test_neighbour_table_is_every_images_exact_nearest_others():
+    codes = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
+    codes[7] = codes[8]  # a duplicate: each must list the other, never itself
+    table = projection.neighbour_table(codes, 5, batch_size=64)
+    distances = torch.cdist(codes, codes)
+    distances.fill_diagonal_(float("inf"))
+    expected = distances.topk(5, largest=False)
+    assert table["index"].shape == (300, 5) and table["index"].dtype == np.int32
+    assert (table["index"] != np.arange(300)[:, None]).all()
+    # the same neighbours; the two duplicates tie, so either may come first
+    assert [set(row) for row in table["index"]] == [set(row) for row in expected.indices.tolist()]
+    assert np.allclose(table["distance"], expected.values.numpy(), atol=2e-3)
+    assert table["index"][7, 0] == 8 and table["index"][8, 0] == 7
