@@ -68,6 +68,44 @@ def latents(model: str, name: str) -> dict:
     return {"codes": codes, "index": neighbors.flat_index(codes)}
 
 
+def shipped(kind: str, model: str, name: str) -> bool:
+    return any(e["kind"] == kind and e["model"] == model and e["dataset"] == name for e in manifest())
+
+
+@st.cache_resource(show_spinner=False)
+def neighbour_table(model: str, name: str) -> dict | None:
+    """Every image's nearest others under ``model`` (``python -m core neighbour-table``), or None
+    where none is shipped."""
+    return pretrained.load_arrays("knn", model, name)[0] if shipped("knn", model, name) else None
+
+
+def nearest(model: str, name: str, point: int, k: int) -> list[tuple[int, float]]:
+    """Image ``point``'s k nearest other images in ``model``'s latent space: (index, distance).
+    A lookup in the shipped table; without one, every image is encoded once per process."""
+    table = neighbour_table(model, name)
+    if table is not None and table["index"].shape[1] >= k:
+        return [(int(i), float(d)) for i, d in zip(table["index"][point, :k], table["distance"][point, :k])]
+    codes = latents(model, name)
+    return projection.nearest_exemplars(codes["codes"], point, k, index=codes["index"])
+
+
+@st.cache_resource(show_spinner="Preparing the map for the browser…")
+def map_assets(name: str) -> dict:
+    """URLs of what every map of ``name`` shares in the browser: plotly.js, the pixels, labels."""
+    from app import map_assets as assets
+
+    return {"plotly": assets.plotly_js(), "images": assets.images(name), "labels": assets.labels(name),
+            "clusters": assets.clusters(name, load_map("swav", name)) if shipped("map", "swav", name) else None}
+
+
+@st.cache_resource(show_spinner="Preparing the map for the browser…")
+def map_coordinates(model: str, name: str) -> dict:
+    from app import map_assets as assets
+
+    url, has_recon = assets.map_coordinates(model, name, load_map(model, name))
+    return {"name": model, "url": url, "has_recon": has_recon}
+
+
 @st.cache_resource(show_spinner="Indexing every image's latent code…")
 def latent_index(model: str, name: str):
     """The shared exemplar index of a model on a dataset (ids are map indices). Shared by every
@@ -139,3 +177,13 @@ def all_images(name: str):
 @st.cache_resource(show_spinner="Loading the study…")
 def load_study(study: str, name: str):
     return pretrained.load_study(study, name)
+
+
+def presenting() -> bool:
+    """?present=1: the app laid out for a talk (large type, no sidebar, pages along the top).
+    Kept for the session, because moving to another page starts a fresh query string;
+    ?present=0 leaves it."""
+    value = st.query_params.get("present")
+    if value is not None:
+        st.session_state.presenting = value in ("1", "true", "yes")
+    return st.session_state.get("presenting", False)

@@ -271,6 +271,7 @@ def cmd_list(args) -> None:
     headline_metrics = {"checkpoint": ("nll", "elbo", "knn_accuracy", "accuracy", "fd_gan", "fd_drs",
                                        "recon_mse", "ae_recon_mse"),
                         "map": ("trustworthiness", "knn_accuracy_2d", "points"),
+                        "knn": ("points", "k"),
                         "study": ("hq_gan", "hq_drs", "modes_gan", "modes_drs")}
     for e in entries:
         m = e["metrics"]

@@ -26,6 +26,10 @@ def learning_curves(entries: list[dict]) -> go.Figure:
 
 COLOURINGS = {"label": "class", "recon_error": "reconstruction error (nats)", "split": "train / test",
               "swav_cluster": "SwAV cluster"}
+# Ten distinct hues for ten classes (D3's category10 with its grey swapped for indigo): no class is
+# a pale tint of another's colour, and none vanishes on a white page.
+CLASS_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#3b3eac",
+                 "#bcbd22", "#17becf"]
 # 24 + 24 distinct colours, cycled: enough that neighbouring clusters rarely share one.
 CLUSTER_PALETTE = px_colors.qualitative.Dark24 + px_colors.qualitative.Light24
 
@@ -92,10 +96,14 @@ def selected_indices(points: list[dict]) -> list[int]:
     return list(seen)
 
 
-def label_histogram(labels: np.ndarray, class_names: tuple[str, ...]) -> go.Figure:
+def label_histogram(labels: np.ndarray, class_names: tuple[str, ...], large: bool = False) -> go.Figure:
+    """Images per class, every class named on the axis (digits too: a category axis, not numbers)."""
     counts = np.bincount(labels, minlength=len(class_names))
-    fig = go.Figure(go.Bar(x=list(class_names), y=counts))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis_title="images")
+    fig = go.Figure(go.Bar(x=list(class_names), y=counts, text=counts, textposition="outside",
+                           marker_color=[CLASS_PALETTE[c % len(CLASS_PALETTE)] for c in range(len(class_names))]))
+    font = 24 if large else 13
+    fig.update_layout(height=420 if large else 280, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="images",
+                      font=dict(size=font), xaxis=dict(type="category", tickmode="linear"))
     return fig
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `app` and `core` importable from every test
+from app.bench_browser import CHROMIUM  # noqa: E402,F401  (browser tests skip without it)
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -25,3 +27,25 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENT_LAB_RUNS", str(runs))
     monkeypatch.setenv("LATENT_LAB_PRETRAINED", str(shipped))
     return runs, shipped
+
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """`streamlit run app/main.py` on a free local port, shared by every browser test."""
+    from app.bench_browser import served_app
+
+    with served_app() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from app.bench_browser import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

@@ -1,6 +1,5 @@
 """Every page runs headless (AppTest) without an exception, on the shipped artifacts."""
 
-import base64
 import json
 
 import numpy as np
@@ -48,6 +47,7 @@ def test_a_bad_dataset_in_the_url_falls_back_to_the_default():
     at = run_page(PAGES[0].path, {"dataset": "../../etc/passwd"})
     assert not at.exception
     assert at.session_state.dataset == "fashion-mnist"
+    assert any("dataset" in w.value and "was ignored" in w.value for w in at.warning)
 
 
 def test_map_point_in_the_url_opens_its_image_panel():
@@ -59,13 +59,22 @@ def test_map_point_in_the_url_opens_its_image_panel():
     assert not at.exception, at.exception
     assert at.subheader[0].value.startswith("Image #12 (train)")
     assert entry["model"] in at.query_params["model"]  # the view is in the URL, to share
-    assert len(at.main.get("plotly_chart")) >= 1
+    assert map_data(at)["ringed"] == [12]
 
 
-def test_a_bad_point_in_the_url_is_ignored():
-    at = run_page("views/latent_map.py", {"dataset": "mnist", "point": "99999999"})
+@pytest.mark.parametrize("point", ["99999999", "²", "-1", "1e3", "0x10", " 7", "7" * 5000, "１２"])
+def test_a_bad_point_in_the_url_is_ignored_with_a_note(point):
+    at = run_page("views/latent_map.py", {"dataset": "mnist", "point": point})
     assert not at.exception and not at.error
     assert not [s for s in at.subheader if s.value.startswith("Image #")]
+    assert any("was ignored" in w.value for w in at.warning)
+    assert "point" not in at.query_params
+
+
+def map_data(at: AppTest) -> dict:
+    """What the page sends the latent map component (it has no AppTest element type)."""
+    [component] = at.main.get("bidi_component")
+    return json.loads(component.proto.json)
 
 
 def test_two_maps_side_by_side_ring_the_same_point():
@@ -75,16 +84,19 @@ def test_two_maps_side_by_side_ring_the_same_point():
     at = run_page("views/latent_map.py",
                   {"dataset": "mnist", "model": "exemplar_vae", "compare": "vae", "point": "7"})
     assert not at.exception, at.exception
-    charts = at.main.get("plotly_chart")
-    assert len(charts) == 2
-    for chart in charts:  # the ringed trace, on both maps, holds the clicked point
-        spec = json.loads(chart.proto.spec)
-        ringed = [t for t in spec["data"] if t.get("name") == "selected"]
-        assert ringed and plotly_array(ringed[0]["customdata"]).tolist() == [7]
+    data = map_data(at)
+    assert [m["name"] for m in data["maps"]] == ["exemplar_vae", "vae"]
+    assert data["ringed"] == [7]  # the browser rings these on both maps
 
 
-def plotly_array(value) -> np.ndarray:
-    """Plotly 7 sends numpy arrays as {"dtype", "bdata": base64}; plain lists stay lists."""
-    if isinstance(value, dict):
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-    return np.asarray(value)
+def test_the_map_sends_small_data_and_serves_its_arrays_as_files():
+    """Each rerun sends the component a few kB; the 70k coordinates and pixels are static files
+    that the browser fetches once, and their bytes are the shipped map's."""
+    at = run_page("views/latent_map.py", {"dataset": "fashion-mnist", "model": "vae"})
+    data = map_data(at)
+    assert len(json.dumps(data)) < 5_000
+    coords = np.fromfile(ROOT / "app" / data["maps"][0]["url"].removeprefix("app/"), dtype="<f4")
+    shipped = pretrained.load_map("vae", "fashion-mnist")
+    n = len(shipped["coords"])
+    assert np.array_equal(coords[:n], shipped["coords"][:, 0]) and np.array_equal(coords[n : 2 * n], shipped["coords"][:, 1])
+    assert np.array_equal(coords[2 * n :], shipped["recon_error"])

@@ -1,65 +1,12 @@
 """The real thing: `streamlit run app/main.py` served locally and opened in headless Chromium."""
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from app.navigation import PAGES as PAGES_TO_SMOKE
-from conftest import ROOT
+from conftest import CHROMIUM, ROOT
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "tests" / "artifacts"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make setup installs it as root)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start:\n{server.stdout.read() if server.poll() is not None else ''}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-            "--no-first-run", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
 
 
 def rendered(browser, url: str, shot: str, ready: str = "h1"):
@@ -99,7 +46,7 @@ def test_map_page_opens_a_shared_point(app_url, browser):
         pytest.skip("no map shipped")
     entry = maps[0]
     page = rendered(browser, f"{app_url}/latent_map?dataset={entry['dataset']}&model={entry['model']}&point=3",
-                    "latent-map.png", ready="[data-testid='stPlotlyChart']")
+                    "latent-map.png", ready=".ll-root[data-ready='true']")
     assert page.get_by_text("Image #3 (train)").count() == 1
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
@@ -128,7 +75,7 @@ def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
     # A point kept on the map arrives on the Interpolate page preselected (a page link keeps the
     # session; loading a new URL would start a fresh one).
     page = rendered(browser, f"{app_url}/latent_map?dataset=mnist&model=vae&point=3", "map-endpoint.png",
-                    ready="[data-testid='stPlotlyChart']")
+                    ready=".ll-root[data-ready='true']")
     page.get_by_role("button", name="Use as interpolation endpoint").click()
     follow_to_interpolate(page, "map #3", "interpolate-map-endpoint.png")
 
@@ -188,7 +135,7 @@ def shipped_maps(dataset: str) -> list[str]:
 def test_every_shipped_70k_map_renders(app_url, browser, model):
     """Issue 4: each model's map with all 70,000 points, drawn by WebGL in a real browser."""
     page = rendered(browser, f"{app_url}/latent_map?dataset=fashion-mnist&model={model}",
-                    f"map-{model}-fashion-mnist.png", ready="[data-testid='stPlotlyChart'] canvas")
+                    f"map-{model}-fashion-mnist.png", ready=".ll-root[data-ready='true'] .ll-plot canvas")
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_text("70,000").count() >= 1  # the caption counts the points drawn
     page.close()

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,6 +91,12 @@ def test_every_shipped_artifact_matches_the_manifest():
             assert arrays["coords"].shape == (entry["metrics"]["points"], 2)
             assert entry["checkpoint_sha256"] == pretrained.find(entry["model"], entry["dataset"])["sha256"]
             continue
+        if entry["kind"] == "knn":
+            table, _ = pretrained.load_arrays("knn", entry["model"], entry["dataset"])
+            assert table["index"].shape == table["distance"].shape == (entry["metrics"]["points"], entry["metrics"]["k"])
+            assert entry["checkpoint_sha256"] == pretrained.find(entry["model"], entry["dataset"])["sha256"]
+            assert entry["command"].startswith(f"python -m core neighbour-table {entry['model']}")
+            continue
         if entry["kind"] == "study":
             arrays, found = pretrained.load_study(entry["model"], entry["dataset"])
             assert found["sha256"] == entry["sha256"] and arrays
@@ -99,3 +106,18 @@ def test_every_shipped_artifact_matches_the_manifest():
         assert payload["family"] == entry["model"] and payload["dataset"] == entry["dataset"]
         assert entry["command"].startswith("python -m core train ")
         assert payload["metrics"] == entry["metrics"]
+
+
+def test_the_shipped_neighbour_table_is_the_models_exact_neighbours():
+    """The map's click answers from this table: it must be what searching the codes gives."""
+    from core import projection
+
+    if not any(e["kind"] == "knn" and e["model"] == "vae" and e["dataset"] == "mnist" for e in pretrained.read_manifest()):
+        pytest.skip("no vae neighbour table shipped for mnist")
+    table, _ = pretrained.load_arrays("knn", "vae", "mnist")
+    model, _ = pretrained.load("vae", "mnist")
+    codes = projection.encode_all(model, "mnist")
+    for i in range(0, len(codes), 499):
+        found = projection.nearest_exemplars(codes, i, table["index"].shape[1])
+        assert [j for j, _ in found] == table["index"][i].tolist()
+        assert np.allclose([d for _, d in found], table["distance"][i].astype(float), rtol=2e-3, atol=2e-3)
