@@ -102,7 +102,7 @@ def served_app(timeout_s: float = 90.0):
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
          "--server.address", "127.0.0.1"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "LATENT_LAB_WARM_UP": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -181,11 +181,12 @@ class MapPage:
         """Move the mouse onto image ``index``; returns the thumbnail's (index, class, split) and
         the milliseconds from the move to the thumbnail on screen."""
         x, y = self.pixel_of(index, plot)
-        self.page.mouse.move(x - 30, y - 30)  # off the point first, so the move onto it is a new hover
-        self.page.wait_for_timeout(100)
+        self.page.mouse.move(x - 40, y - 40)  # off the point first, so the move onto it is a new hover
+        self.page.wait_for_timeout(150)
+        # Start the clock with the thumbnail put away, as it is after the cursor leaves a point.
         self.page.evaluate("""() => { window.__thumbShown = null; const thumb = document.querySelector(".ll-thumb");
-            const before = thumb.dataset.index; const t0 = performance.now();
-            const tick = () => { if (!thumb.hidden && thumb.dataset.index !== before) window.__thumbShown = performance.now() - t0;
+            thumb.hidden = true; delete thumb.dataset.index; const t0 = performance.now();
+            const tick = () => { if (!thumb.hidden && thumb.dataset.index) window.__thumbShown = performance.now() - t0;
                                  else requestAnimationFrame(tick); }; tick(); }""")
         self.page.mouse.move(x, y)
         self.page.wait_for_function("window.__thumbShown !== null", timeout=10_000)

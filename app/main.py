@@ -1,5 +1,6 @@
 """Latent Lab: `streamlit run app/main.py` from the repository root."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,9 @@ st.query_params["dataset"] = st.session_state.dataset
 if presenting:
     st.query_params["present"] = "1"  # a link copied from any page opens in presentation mode
 url_params.show_notes()
+
+if os.environ.get("LATENT_LAB_WARM_UP", "1") != "0":  # in-process page tests turn it off
+    state.warm_up()  # once per server: the other pages' first visits find their data loaded
 
 page = st.navigation([st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0))
                       for i, p in enumerate(PAGES)], position="top" if presenting else "sidebar")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import numpy as np
 import streamlit as st
 
@@ -187,3 +190,41 @@ def presenting() -> bool:
     if value is not None:
         st.session_state.presenting = value in ("1", "true", "yes")
     return st.session_state.get("presenting", False)
+
+
+DRS_FIRST_DRAW = (1000, 1)  # the Rejection sampling page's default draw: (samples, seed)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Started once per server, by its first visit: loads in the background what each page's
+    first visit would otherwise wait for (datasets, models, the map's browser files, the GAN's
+    BurnIn and first draw), the default dataset first. Every step is one of the caches above, so
+    a page that gets there first simply waits for the same result."""
+    entries = manifest()
+
+    def load_everything() -> None:
+        # These caches are filled outside any page run; Streamlit's note about that is noise here.
+        logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
+        for name in sorted(data.DATASETS, key=lambda d: d != data.DEFAULT_DATASET):
+            shipped_here = [e for e in entries if e["dataset"] == name]
+            steps = [lambda: load_dataset(name, "train"), lambda: load_dataset(name, "test"),
+                     lambda: all_images(name), lambda: class_grid(name), lambda: map_assets(name)]
+            for e in shipped_here:
+                if e["kind"] == "checkpoint":
+                    steps.append(lambda e=e: load_model(e["model"], name))
+                elif e["kind"] == "map":
+                    steps.append(lambda e=e: map_coordinates(e["model"], name))
+                elif e["kind"] == "knn":
+                    steps.append(lambda e=e: neighbour_table(e["model"], name))
+            if any(e["kind"] == "checkpoint" and e["model"] == "gan" for e in shipped_here):
+                steps += [lambda: drs_max_logit(name), lambda: drs_draw(name, *DRS_FIRST_DRAW)]
+            for step in steps:
+                try:
+                    step()
+                except Exception:  # a missing artifact: the page that needs it says so itself
+                    logging.getLogger(__name__).warning("warm-up step failed", exc_info=True)
+
+    thread = threading.Thread(target=load_everything, name="latent-lab-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -71,7 +71,8 @@ def latent_map(coords: np.ndarray, labels: np.ndarray, class_names: tuple[str, .
         for name, mask in groups:
             fig.add_trace(go.Scattergl(
                 x=coords[mask, 0], y=coords[mask, 1], mode="markers", customdata=index[mask],
-                name=name, marker=marker, hovertemplate=f"#%{{customdata}} {name}<extra></extra>"))
+                name=name, marker=dict(marker, color=CLASS_PALETTE[len(fig.data) % len(CLASS_PALETTE)]),
+                hovertemplate=f"#%{{customdata}} {name}<extra></extra>"))
     if highlight:
         h = np.asarray(highlight)
         fig.add_trace(go.Scattergl(
@@ -135,8 +136,11 @@ def class_shares(class_names: tuple[str, ...], shares: dict[str, list[float]]) -
     """Grouped bars: each sample set's share of each class (by the yardstick classifier's labels)."""
     fig = go.Figure([go.Bar(x=list(class_names), y=values, name=name) for name, values in shares.items()])
     fig.add_hline(y=1 / len(class_names), line_dash="dot", annotation_text="uniform")
-    fig.update_layout(barmode="group", height=280, yaxis_tickformat=".0%", yaxis_title="share of samples",
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    # Every class named (digits too: a category axis), and the legend below the plot, where the
+    # toolbar that appears on hover cannot cover it.
+    fig.update_layout(barmode="group", height=320, yaxis_tickformat=".0%", yaxis_title="share of samples",
+                      xaxis=dict(type="category", tickmode="linear"), margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.15))
     return fig
 
 

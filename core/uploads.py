@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from torch.nn import functional as F
 
-MAX_BYTES = 20 * 1024 * 1024
+MAX_BYTES = 5 * 1024 * 1024  # the app's uploader and the CLI share it (streamlit_config.toml too)
 MAX_PIXELS = 40_000_000
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 WORK_SIDE = 512  # big photos are reduced to this first: 20 px of output need no more

@@ -9,6 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `app` and `core` importable from every test
 from app.bench_browser import CHROMIUM  # noqa: E402,F401  (browser tests skip without it)
 
+# AppTest runs pages in this process: loading every model behind them would only slow the tests.
+# The browser tests' server is a process of its own and warms up as a real one does.
+os.environ["LATENT_LAB_WARM_UP"] = "0"
+
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m core ARGS`` from the repository root, as a user would type it."""

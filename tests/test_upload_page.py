@@ -54,7 +54,7 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
     [add] = [b for b in at.button if b.label.startswith("Add 2")]
     add.click().run()
     assert not at.exception, at.exception
-    assert at.subheader[0].value == "2 exemplars of yours (0 from the shared store)"
+    assert at.subheader[0].value == "2 exemplars: 2 yours, 0 from the shared store"
     assert any("Where they land on the map" == s.value for s in at.subheader)
     [chart] = at.main.get("plotly_chart")
     assert '"name":"selected"' in chart.proto.spec.replace(" ", "")  # the uploads, ringed
@@ -77,13 +77,14 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
 
     [remove, _] = buttons(at, "remove:")
     remove.click().run()
-    assert at.subheader[0].value.startswith("1 exemplars of yours")
+    assert at.subheader[0].value == "1 exemplar: 1 yours, 0 from the shared store"
     assert len(store.load("mnist")["labels"]) == 0  # nothing shared until the user says so
     [save] = [b for b in at.button if b.label.startswith("Save 1")]
     save.click().run()
     assert not at.exception and any("Saved 1" in s.value for s in at.success)
+    assert at.subheader[0].value == "1 exemplar: 0 yours, 1 from the shared store"  # in the same run
     assert len(store.load("mnist")["labels"]) == 1
 
     other = open_page()  # another user's session starts with the shared exemplar only
-    assert other.subheader[0].value == "1 exemplars of yours (1 from the shared store)"
+    assert other.subheader[0].value == "1 exemplar: 0 yours, 1 from the shared store"
     assert not buttons(other, "remove:")  # shared exemplars are not removed from a session

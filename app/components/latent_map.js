@@ -169,8 +169,13 @@ function ring(state, indices) {
   }
 }
 
+const EVENTS = ["plotly_hover", "plotly_unhover", "plotly_click", "plotly_selected", "plotly_deselect"];
+
+// (Re)attach the map's handlers. Called after every render: some Plotly updates drop a plot's
+// event listeners (a second box selection after a click went unheard), so none is trusted to last.
 function wire(state, plot) {
   const div = plot.div;
+  for (const name of EVENTS) div.removeAllListeners(name);
   div.on("plotly_hover", (event) => {
     const p = event.points && event.points[0];
     if (p && p.data.name !== "selected") showThumb(state, Number(p.customdata), event.event);
@@ -187,15 +192,36 @@ function wire(state, plot) {
   div.on("plotly_selected", (event) => {
     if (!event) return; // a click in select mode, not a finished gesture
     performance.mark("latent-map:selected"); // for browser benchmarks: when the gesture ended
+    if (state.clearing) return;
     const chosen = indicesOf(event.points);
+    state.sentKey = JSON.stringify(chosen.slice(0, state.data.max_ringed));
     state.setTrigger("selection", chosen);
     ring(state, chosen.slice(0, state.data.max_ringed));
   });
   div.on("plotly_deselect", () => {
+    if (state.clearing) return; // our own clearOutlines, not the user's double-click
+    state.sentKey = "[]";
     ring(state, []);
     state.setTrigger("selection", []);
   });
-  div.addEventListener("mouseleave", () => { state.thumb.hidden = true; });
+  if (!plot.leaveWired) {
+    div.addEventListener("mouseleave", () => { state.thumb.hidden = true; });
+    plot.leaveWired = true;
+  }
+}
+
+async function clearOutlines(state) {
+  state.clearing = true;
+  try {
+    for (const plot of state.plots) {
+      if ((plot.div.layout.selections || []).length) {
+        await window.Plotly.relayout(plot.div, { selections: [] });
+        await window.Plotly.restyle(plot.div, { selectedpoints: [null] }); // undim: nothing is selected
+      }
+    }
+  } finally {
+    state.clearing = false;
+  }
 }
 
 function focusOn(state, index) {
@@ -234,7 +260,7 @@ async function render(state) {
         div.className = "ll-plot";
         div.dataset.model = m.name;
         state.maps.appendChild(div);
-        return { name: m.name, div, arrays: null, wired: false };
+        return { name: m.name, div, arrays: null };
       });
       state.ringKey = null;
     }
@@ -249,7 +275,6 @@ async function render(state) {
                          layoutFor(data, title, `${plot.name}`),
                          { displaylogo: false, responsive: true, scrollZoom: true,
                            modeBarButtonsToRemove: ["toImage", "autoScale2d", "zoomIn2d", "zoomOut2d"] });
-      if (!plot.wired) { wire(state, plot); plot.wired = true; }
     }
     state.ringKey = null;
   }
@@ -257,8 +282,11 @@ async function render(state) {
   if (ringKey !== state.ringKey) {
     state.ringKey = ringKey;
     ring(state, data.ringed);
-    if (!data.ringed.length) for (const plot of state.plots) Plotly.relayout(plot.div, { selections: [] });
+    // Rings that did not come from this map's own box or lasso (a click, "Clear", "Go to") retire
+    // the old selection's outline, which would otherwise catch the next drag as an edit of itself.
+    if (ringKey !== state.sentKey) await clearOutlines(state);
   }
+  for (const plot of state.plots) wire(state, plot);
   if (data.focus && data.focus.token !== state.focusToken) {
     state.focusToken = data.focus.token;
     focusOn(state, data.focus.index);

@@ -70,8 +70,8 @@ st.caption("Mode coverage: how the samples spread over the classes, by the class
 
 st.subheader("Your draw")
 left, middle, right = st.columns(3)
-n = left.select_slider("Samples to draw", options=[200, 500, 1000, 2000, 5000], value=1000)
-seed = middle.number_input("Seed", min_value=0, max_value=2**31 - 1, value=1, step=1)
+n = left.select_slider("Samples to draw", options=[200, 500, 1000, 2000, 5000], value=state.DRS_FIRST_DRAW[0])
+seed = middle.number_input("Seed", min_value=0, max_value=2**31 - 1, value=state.DRS_FIRST_DRAW[1], step=1)
 percentile = right.slider("γ percentile", 0, 99, int(m["gamma_percentile"]),
                           help="γ is this percentile of F over the draw: higher keeps fewer, better samples")
 try:

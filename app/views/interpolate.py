@@ -90,8 +90,11 @@ if "implicit_gon" not in shipped:
     st.stop()
 implicit, _ = state.model_or_stop("implicit_gon", name)
 renders = interpolation.super_resolution(implicit, a)
+shown = max(renders)  # every picture drawn at the largest size, each pixel an exact square
 st.caption(f"Endpoint A ({a_caption}): the implicit GON sampled on finer coordinate grids (top), and "
-           "its 28 px render upscaled bicubically (bottom)")
-for column, (size, pair) in zip(st.columns([1, 2, 4, 8]), renders.items()):
-    column.image(pair["implicit"], caption=f"implicit GON, {size} px")
-    column.image(pair["bicubic"], caption=f"bicubic, {size} px")
+           f"its 28 px render upscaled bicubically (bottom). Each is drawn {shown} px wide with its "
+           "pixels repeated, so what differs is what each method made, not how the page scaled it.")
+for column, (size, pair) in zip(st.columns(len(renders)), renders.items()):
+    for method, label in (("implicit", "implicit GON"), ("bicubic", "bicubic")):
+        column.image(np.kron(pair[method], np.ones((shown // size, shown // size), dtype=np.uint8)),
+                     caption=f"{label}, {size} px", width=shown)

@@ -49,8 +49,11 @@ def label_name(label: int) -> str:
     return train.classes[label] if label >= 0 else "no label"
 
 
-files = st.file_uploader("Images: PNG, JPEG, WebP, BMP or GIF (first frame)", type=TYPES,
-                         accept_multiple_files=True, key=f"files:{name}")
+files = st.file_uploader(f"Images: PNG, JPEG, WebP, BMP or GIF (first frame), up to {uploads.MAX_BYTES // 2**20} MB each",
+                         type=TYPES, accept_multiple_files=True, key=f"files:{name}",
+                         max_upload_size=uploads.MAX_BYTES // 2**20)
+st.caption(f"A file over {uploads.MAX_BYTES // 2**20} MB is refused by your browser: its chip turns red "
+           "and it is not sent.")
 ready = []
 for file in files or []:
     if file.file_id not in prepared:
@@ -87,7 +90,7 @@ ids = list(session.uploads)
 own = [session.uploads[i] for i in ids]
 mine = sum(not u.shared for u in own)
 left, right = st.columns([3, 1])
-left.subheader(f"{len(own)} exemplars of yours ({len(own) - mine} from the shared store)")
+heading = left.empty()  # filled after the save button, so that it counts what the save just shared
 if right.button(f"Save {mine} to the shared store", disabled=not mine,
                 help="Other people's sessions will start with them"):
     try:
@@ -95,6 +98,9 @@ if right.button(f"Save {mine} to the shared store", disabled=not mine,
         st.success(f"Saved {saved} exemplars to the shared store.")
     except (ValueError, OSError) as exc:
         st.error(f"Could not save: {exc}")
+shared = sum(u.shared for u in own)
+heading.subheader(f"{len(own)} exemplar{'s' * (len(own) != 1)}: {len(own) - shared} yours, "
+                  f"{shared} from the shared store")
 
 seed = 0
 if len(own) > MAX_SHOWN:
