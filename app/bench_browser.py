@@ -264,9 +264,8 @@ class MapPage:
         return shown, time.perf_counter() - released
 
     def ringed(self, plot: int = 0) -> int:
-        """Points ringed as selected on map ``plot`` (its last trace)."""
-        return self.page.evaluate("""(plot) => { const d = document.querySelectorAll(".ll-plot")[plot].data;
-                                     return d[d.length - 1].x.length; }""", plot)
+        """Images ringed as selected on map ``plot``."""
+        return int(self.page.locator(".ll-plot").nth(plot).get_attribute("data-ringed") or 0)
 
     def zoom_in(self, plot: int = 0, clicks: int = 3) -> None:
         box = self.page.locator(".ll-plot").nth(plot).bounding_box()

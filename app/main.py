@@ -43,7 +43,8 @@ def forget_the_point() -> None:
 
 # The dataset lives in the URL (?dataset=mnist) so that a copied link opens the same view.
 url_params.seed("dataset", "dataset", list(data.DATASETS), data.DEFAULT_DATASET)
-st.sidebar.selectbox("Dataset", data.DATASETS, key="dataset", on_change=forget_the_point)
+if not presenting:  # on stage there is no sidebar at all (the link chose the dataset)
+    st.sidebar.selectbox("Dataset", data.DATASETS, key="dataset", on_change=forget_the_point)
 st.query_params["dataset"] = st.session_state.dataset
 if presenting:
     st.query_params["present"] = "1"  # a link copied from any page opens in presentation mode

@@ -100,3 +100,21 @@ def test_the_map_sends_small_data_and_serves_its_arrays_as_files():
     n = len(shipped["coords"])
     assert np.array_equal(coords[:n], shipped["coords"][:, 0]) and np.array_equal(coords[n : 2 * n], shipped["coords"][:, 1])
     assert np.array_equal(coords[2 * n :], shipped["recon_error"])
+
+
+JUNK_QUERIES = [
+    {"dataset": "²", "point": "7" * 5000, "model": "<b>x</b>", "colour": "[x](http://h/)", "compare": "../..",
+     "present": "maybe"},
+    {"dataset": "mnist", "point": "-3", "model": "", "colour": "label\n", "compare": "vae", "present": "1"},
+    {"dataset": "![i](http://h/p.png)", "point": "１２", "model": "vae" * 1000},
+]
+
+
+@pytest.mark.parametrize("query", JUNK_QUERIES, ids=["symbols", "near-misses", "markup"])
+@pytest.mark.parametrize("page", [p.path for p in PAGES])
+def test_no_page_raises_on_a_junk_query_string(page, query):
+    """Issue 22, item 3: whatever the URL holds, every page renders, ignoring what it cannot use."""
+    at = run_page(page, query)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state.dataset in ("fashion-mnist", "mnist")

@@ -139,3 +139,23 @@ def test_every_shipped_70k_map_renders(app_url, browser, model):
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_text("70,000").count() >= 1  # the caption counts the points drawn
     page.close()
+
+
+@pytest.mark.parametrize("spec", PAGES_TO_SMOKE, ids=lambda s: s.title)
+def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
+    """Issue 21, item 5: on a 1920×1080 stage, no Deploy, menu or sidebar; every page reachable
+    from the bar along the top; large type. Screenshots: tests/artifacts/present-*.png."""
+    slug = spec.path.split("/")[-1].removesuffix(".py")
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    page.goto(f"{app_url}/{'' if spec is PAGES_TO_SMOKE[0] else slug}?present=1", wait_until="domcontentloaded")
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
+    page.wait_for_selector("h1", timeout=60_000)
+    page.wait_for_timeout(1000)  # let images and charts replace their skeletons
+    for hidden in ["stAppDeployButton", "stMainMenu", "stSidebar", "stExpandSidebarButton"]:
+        assert not page.locator(f"[data-testid='{hidden}']").is_visible(), hidden
+    assert page.locator("[data-testid='stTopNavLink']").count() == len(PAGES_TO_SMOKE)
+    assert float(page.evaluate("parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)")) >= 48
+    assert page.locator("[data-testid='stException']").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"present-{slug}.png"))
+    page.close()

@@ -92,7 +92,7 @@ def test_a_box_selection_shows_its_gallery_and_settles(browser, app_url, dataset
     # Cleared: the gallery goes, and so do the rings.
     m.page.get_by_role("button", name="Clear the selection").click()
     m.heading("Selection:").first.wait_for(state="detached")
-    m.page.wait_for_function("() => { const d = document.querySelector('.ll-plot').data; return d[d.length - 1].x.length === 0; }")
+    m.page.wait_for_function("() => document.querySelector('.ll-plot').dataset.ringed === '0'")
     # A click, then the same box again: the new gesture is heard (the old outline does not catch it).
     m.click(m.dense_spot())
     again, inside, _ = m.box_select(m.dense_spot(), half=30)

@@ -1,3 +1,4 @@
+import re
 """The upload page, headless (AppTest): several files at once, each added or shown its error; the
 upload's neighbours, samples and place on the map; endpoints for interpolation; the shared store."""
 
@@ -46,7 +47,7 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
         ("cut.png", ui.encode(ui.photographed(ui.printed_digit(2)))[:3000], "image/png"),
     ]).run()
     assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    errors = [unescape(e.value) for e in at.error]
     assert len(errors) == 2 and errors[0].startswith("fake.png: this is SVG")
     assert errors[1].startswith("cut.png:") and "truncated" in errors[1]
     assert [s.value for s in at.subheader] == ["Preprocessed, not added yet"]
@@ -88,3 +89,24 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
     other = open_page()  # another user's session starts with the shared exemplar only
     assert other.subheader[0].value == "1 exemplar: 0 yours, 1 from the shared store"
     assert not buttons(other, "remove:")  # shared exemplars are not removed from a session
+
+
+def unescape(markdown: str) -> str:
+    """What a reader sees of text escaped with ``app.text.plain``."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def test_names_are_shown_as_text_never_as_markdown():
+    """Issue 22, item 2: a file name with Markdown links and images stays literal."""
+    from app.text import plain
+    from streamlit.testing.v1 import AppTest
+
+    names = ["![t](http://HOST/pixel.png).png", "[click me](http://HOST/phish).png", "**bold** :red[x] $x^2$.png",
+             "<img src=x onerror=alert(1)>.png", "a\nb.png"]
+    script = "import streamlit as st\nfrom app.text import plain\n" + "".join(
+        f"st.markdown(plain({n!r}))\n" for n in names)
+    at = AppTest.from_string(script).run()
+    for name, shown in zip(names, at.markdown):
+        assert unescape(shown.value) == " ".join(name.split())
+        assert "](" not in shown.value.replace("\\]\\(", "")  # no link or image syntax survives unescaped
+    assert plain("x") == "x"

@@ -102,18 +102,9 @@ function tracesFor(data, arrays, labels, clusters) {
       marker: { size: data.size + 1, color: data.palette[data.highlight % data.palette.length], opacity: 0.95 },
     });
   }
-  traces.push(ringTrace([], arrays, data)); // always last: the selected points' rings
   return traces;
 }
 
-function ringTrace(indices, arrays, data) {
-  return {
-    type: "scattergl", mode: "markers", name: "selected", hoverinfo: "skip", showlegend: indices.length > 0,
-    customdata: Int32Array.from(indices), x: Float32Array.from(indices, (i) => arrays.x[i]),
-    y: Float32Array.from(indices, (i) => arrays.y[i]),
-    marker: { size: data.size + 7, color: "rgba(0,0,0,0)", line: { width: data.present ? 2.5 : 1.5, color: "#e4002b" } },
-  };
-}
 
 function layoutFor(data, title, revision) {
   const font = data.present ? 24 : 13;
@@ -155,21 +146,55 @@ function showThumb(state, index, event) {
 
 function indicesOf(points) {
   const seen = new Set();
-  for (const p of points || []) if (p.data && p.data.name !== "selected") seen.add(Number(p.customdata));
+  for (const p of points || []) seen.add(Number(p.customdata));
   return Array.from(seen);
 }
 
+// The rings of the selected (or clicked) images are drawn on a 2-D canvas laid over each plot,
+// not as a Plotly trace: restyling a trace redraws all 70k WebGL points, which costs seconds in a
+// software renderer; redrawing a few thousand circles costs milliseconds.
 function ring(state, indices) {
-  const Plotly = window.Plotly;
-  for (const plot of state.plots) {
-    const last = plot.div.data.length - 1;
-    const r = ringTrace(indices, plot.arrays, state.data);
-    Plotly.restyle(plot.div, { x: [r.x], y: [r.y], customdata: [r.customdata], showlegend: [indices.length > 0],
-                               "marker.size": [r.marker.size] }, [last]);
-  }
+  state.ringed = Int32Array.from(indices);
+  for (const plot of state.plots) drawRings(state, plot);
 }
 
-const EVENTS = ["plotly_hover", "plotly_unhover", "plotly_click", "plotly_selected", "plotly_deselect"];
+function drawRings(state, plot) {
+  const div = plot.div, layout = div._fullLayout;
+  if (!layout || !layout.xaxis || !plot.arrays) return;
+  if (!plot.canvas) {
+    plot.canvas = document.createElement("canvas");
+    plot.canvas.className = "ll-rings";
+    div.appendChild(plot.canvas);
+  }
+  const canvas = plot.canvas, ratio = window.devicePixelRatio || 1, size = layout._size;
+  canvas.style.left = `${size.l}px`;
+  canvas.style.top = `${size.t}px`;
+  canvas.style.width = `${size.w}px`;
+  canvas.style.height = `${size.h}px`;
+  canvas.width = Math.round(size.w * ratio);
+  canvas.height = Math.round(size.h * ratio);
+  const context = canvas.getContext("2d");
+  context.scale(ratio, ratio);
+  context.strokeStyle = "#e4002b";
+  // One clicked image gets a bold ring; a selection of many gets fine ones, so a dense cluster
+  // stays legible instead of turning into a red blob.
+  const many = (state.ringed || []).length > 50;
+  context.lineWidth = (state.data.present ? 2.5 : 1.5) / (many ? 1.5 : 1);
+  const radius = many ? state.data.size / 2 + 2.5 : (state.data.size + 7) / 2;
+  const { x, y } = plot.arrays;
+  context.beginPath();
+  for (const i of state.ringed || []) {
+    const px = layout.xaxis.l2p(x[i]), py = layout.yaxis.l2p(y[i]);
+    if (px < -radius || py < -radius || px > size.w + radius || py > size.h + radius) continue;
+    context.moveTo(px + radius, py);
+    context.arc(px, py, radius, 0, 2 * Math.PI);
+  }
+  context.stroke();
+  div.dataset.ringed = String((state.ringed || []).length);
+}
+
+const EVENTS = ["plotly_hover", "plotly_unhover", "plotly_click", "plotly_selected", "plotly_deselect",
+                "plotly_afterplot", "plotly_relayouting"];
 
 // (Re)attach the map's handlers. Called after every render: some Plotly updates drop a plot's
 // event listeners (a second box selection after a click went unheard), so none is trusted to last.
@@ -178,12 +203,14 @@ function wire(state, plot) {
   for (const name of EVENTS) div.removeAllListeners(name);
   div.on("plotly_hover", (event) => {
     const p = event.points && event.points[0];
-    if (p && p.data.name !== "selected") showThumb(state, Number(p.customdata), event.event);
+    if (p) showThumb(state, Number(p.customdata), event.event);
   });
   div.on("plotly_unhover", () => { state.thumb.hidden = true; });
+  div.on("plotly_afterplot", () => drawRings(state, plot));
+  div.on("plotly_relayouting", () => drawRings(state, plot)); // while panning or zooming
   div.on("plotly_click", (event) => {
     const p = event.points && event.points[0];
-    if (!p || p.data.name === "selected") return;
+    if (!p) return;
     const index = Number(p.customdata);
     performance.mark("latent-map:clicked");
     state.setTrigger("click", index); // first: the server's answer need not wait for the rings
@@ -215,8 +242,8 @@ async function clearOutlines(state) {
   try {
     for (const plot of state.plots) {
       if ((plot.div.layout.selections || []).length) {
-        await window.Plotly.relayout(plot.div, { selections: [] });
-        await window.Plotly.restyle(plot.div, { selectedpoints: [null] }); // undim: nothing is selected
+        // One update, so one redraw: the outline goes, and the points are undimmed.
+        await window.Plotly.update(plot.div, { selectedpoints: [null] }, { selections: [] });
       }
     }
   } finally {
@@ -269,9 +296,12 @@ async function render(state) {
       state.plots[i].arrays = { x: all.subarray(0, n), y: all.subarray(n, 2 * n),
                                 recon: m.has_recon ? all.subarray(2 * n, 3 * n) : null };
     });
-    for (const plot of state.plots) {
+    for (const [i, plot] of state.plots.entries()) {
       const title = data.maps.length > 1 ? plot.name : null;
-      await Plotly.react(plot.div, tracesFor(data, plot.arrays, state.labels, clusters),
+      const traces = tracesFor(data, plot.arrays, state.labels, clusters);
+      // Side by side, one legend (the right-hand map's) names the colours of both.
+      if (i < state.plots.length - 1) for (const trace of traces) { trace.showlegend = false; if (trace.marker.showscale) trace.marker.showscale = false; }
+      await Plotly.react(plot.div, traces,
                          layoutFor(data, title, `${plot.name}`),
                          { displaylogo: false, responsive: true, scrollZoom: true,
                            modeBarButtonsToRemove: ["toImage", "autoScale2d", "zoomIn2d", "zoomOut2d"] });
@@ -281,7 +311,7 @@ async function render(state) {
   const ringKey = JSON.stringify(data.ringed);
   if (ringKey !== state.ringKey) {
     state.ringKey = ringKey;
-    ring(state, data.ringed);
+    if (ringKey !== state.sentKey) ring(state, data.ringed); // our own selection is ringed already
     // Rings that did not come from this map's own box or lasso (a click, "Clear", "Go to") retire
     // the old selection's outline, which would otherwise catch the next drag as an edit of itself.
     if (ringKey !== state.sentKey) await clearOutlines(state);

@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from app import state
+from app.text import plain
 from core import interpolation
 
 GONS = ("gon", "implicit_gon")  # the conv GON first: the better trained of the two here
@@ -51,7 +52,7 @@ steps = top[4].slider("Steps", 3, 24, 10, key="interp-steps")
 
 model, _ = state.model_or_stop(gon_name, name)
 gon_images = interpolation.interpolate(model, a, b, steps, method)
-st.subheader(f"{gon_name}: {a_caption} → {b_caption}")
+st.subheader(f"{gon_name}: {plain(a_caption)} → {plain(b_caption)}")  # captions hold file names
 st.image(interpolation.strip(gon_images), caption="Each endpoint encoded by z = −∇L(F(z₀), x) at z₀ = 0 "
          f"(no encoder), {method} path in latent space, decoded")
 png, gif = st.columns(2)
@@ -69,8 +70,8 @@ st.subheader("A grid spanned by four corners")
 corners = st.columns(4)
 c_index = corners[2].number_input(f"Bottom left: test image (0–{last})", 0, last, 2, key="interp-c")
 d_index = corners[3].number_input(f"Bottom right: test image (0–{last})", 0, last, 3, key="interp-d")
-corners[0].caption(f"Top left: {a_caption}")
-corners[1].caption(f"Top right: {b_caption}")
+corners[0].caption(f"Top left: {plain(a_caption)}")
+corners[1].caption(f"Top right: {plain(b_caption)}")
 four = torch.stack([torch.from_numpy(a)[None], torch.from_numpy(b)[None],
                     test.images[int(c_index)], test.images[int(d_index)]])  # (4, 1, 28, 28)
 grid = interpolation.strip(interpolation.corner_grid(model, four, 8, method), nrow=8, scale=2)
@@ -91,7 +92,7 @@ if "implicit_gon" not in shipped:
 implicit, _ = state.model_or_stop("implicit_gon", name)
 renders = interpolation.super_resolution(implicit, a)
 shown = max(renders)  # every picture drawn at the largest size, each pixel an exact square
-st.caption(f"Endpoint A ({a_caption}): the implicit GON sampled on finer coordinate grids (top), and "
+st.caption(f"Endpoint A ({plain(a_caption)}): the implicit GON sampled on finer coordinate grids (top), and "
            f"its 28 px render upscaled bicubically (bottom). Each is drawn {shown} px wide with its "
            "pixels repeated, so what differs is what each method made, not how the page scaled it.")
 for column, (size, pair) in zip(st.columns(len(renders)), renders.items()):

@@ -3,6 +3,7 @@ import streamlit as st
 import torch
 
 from app import state
+from app.text import plain
 from core import figures, images, latent_index, projection, uploads
 
 MODEL = "exemplar_vae"  # the family whose prior is built from exemplars
@@ -63,7 +64,7 @@ for file in files or []:
             prepared[file.file_id] = str(exc)
     result = prepared[file.file_id]
     if isinstance(result, str):
-        st.error(f"{file.name}: {result}")
+        st.error(f"{plain(file.name)}: {plain(result)}")
     elif file.file_id not in added:
         ready.append((file, result))
 
@@ -106,7 +107,7 @@ seed = 0
 if len(own) > MAX_SHOWN:
     st.caption(f"The newest {MAX_SHOWN} are shown in detail; all of them are on the map and in the prior.")
 for upload in reversed(own[-MAX_SHOWN:]):
-    with st.expander(f"{upload.name} ({label_name(upload.label)})", expanded=upload is own[-1]):
+    with st.expander(f"{plain(upload.name)} ({label_name(upload.label)})", expanded=upload is own[-1]):
         found = session.neighbors(upload.code, K, exclude=upload.id)
         a, b, c = st.columns([1, 3, 2])
         pair = torch.stack([upload.image, session.reconstruction(upload.id)])
