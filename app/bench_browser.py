@@ -37,14 +37,13 @@ THUMB_TEXT = re.compile(r"^#(\d+) (.+) \((train|test)\)$")
 # running/not-running attribute, so a test can tell one rerun from a loop.
 COUNT_RUNS = """
 window.__scriptRuns = 0;
-const watchRuns = () => {
-  const app = document.querySelector("[data-testid='stApp']");
-  if (!app) return setTimeout(watchRuns, 20);
-  new MutationObserver(() => {
-    if (app.getAttribute("data-test-script-state") === "running") window.__scriptRuns++;
-  }).observe(app, {attributes: true, attributeFilter: ["data-test-script-state"]});
-};
-watchRuns();
+// Count runs that ended (a record whose old value is "running"): reading the attribute when the
+// observer fires would miss a fast run, already over by then. The whole document is watched, so
+// an app element that React replaces is still counted.
+new MutationObserver((records) => {
+  for (const r of records) if (r.oldValue === "running") window.__scriptRuns++;
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ["data-test-script-state"]});
 """
 # Where image `index` is drawn on map `plot`, in page pixels, from the plot's own axes.
 PIXEL_OF = """([index, plot]) => {
@@ -149,7 +148,7 @@ class MapPage:
         return self.page.evaluate("window.__scriptRuns")
 
     def wait_rerun(self, start: int) -> None:
-        """Wait until a script run has started since ``start`` (see ``runs``) and finished."""
+        """Wait until a script run has ended since ``start`` (see ``runs``) and the app is idle."""
         self.page.wait_for_function("(n) => window.__scriptRuns > n", arg=start, timeout=60_000)
         self.wait_idle()
 

@@ -84,19 +84,21 @@ def test_a_box_selection_shows_its_gallery_and_settles(browser, app_url, dataset
     start = m.runs
     shown, inside, _ = m.box_select(m.dense_spot(), half=30)
     assert 1 < inside[0] <= shown <= inside[1]  # the heading counts the images inside the box
-    assert m.runs_after(start) == 1
+    assert m.runs_after(start) <= 1  # at most the one rerun the gesture asks for: no loop
     assert m.ringed() == min(shown, 2000)
     assert m.view() == zoomed
     assert m.page.locator("[data-testid='stPlotlyChart']").count() == 1  # the label histogram
     shot(m, f"map-box-{dataset}.png")
+    # Pan tool, a click, Box Select and the same box again: the new gesture is heard (neither the
+    # old outline nor Plotly's redraws swallow it).
+    m.tool("pan")
+    m.click(m.dense_spot())
+    again, inside, _ = m.box_select(m.dense_spot(), half=30)
+    assert inside[0] <= again <= inside[1]
     # Cleared: the gallery goes, and so do the rings.
     m.page.get_by_role("button", name="Clear the selection").click()
     m.heading("Selection:").first.wait_for(state="detached")
     m.page.wait_for_function("() => document.querySelector('.ll-plot').dataset.ringed === '0'")
-    # A click, then the same box again: the new gesture is heard (the old outline does not catch it).
-    m.click(m.dense_spot())
-    again, inside, _ = m.box_select(m.dense_spot(), half=30)
-    assert inside[0] <= again <= inside[1]
     m.close()
 
 
@@ -105,7 +107,7 @@ def test_a_lasso_selection_shows_its_gallery_and_settles(browser, app_url):
     start = m.runs
     shown, _ = m.lasso_select(m.dense_spot(), radius=35)
     assert shown > 1
-    assert m.runs_after(start) == 1
+    assert m.runs_after(start) <= 1  # at most the one rerun the gesture asks for: no loop
     assert m.ringed() == shown
     shot(m, "map-lasso.png")
     m.close()
@@ -131,7 +133,7 @@ def test_compare_mode_rings_a_selection_on_both_maps(browser, app_url):
     start = m.runs
     shown, inside, _ = m.box_select(m.dense_spot(), half=30)
     assert 1 < inside[0] <= shown <= inside[1]
-    assert m.runs_after(start) == 1
+    assert m.runs_after(start) <= 1  # at most the one rerun the gesture asks for: no loop
     assert m.ringed(0) == m.ringed(1) == shown  # the same images, ringed where each map puts them
     shot(m, "map-compare.png")
     m.close()
@@ -191,3 +193,29 @@ def test_presentation_mode_is_stage_ready(browser, app_url):
     page.wait_for_url(re.compile(r"/interpolate"))
     assert "present=1" in page.url
     m.close()
+
+
+def test_an_uploads_nearest_images_are_selected_on_the_map(browser, app_url, tmp_path):
+    """Issue 21, item 4: upload a digit, then find its nearest images on the latent map."""
+    from PIL import Image
+
+    from core import data
+
+    if "exemplar_vae" not in shipped_maps("mnist"):
+        pytest.skip("no exemplar_vae map shipped for mnist")
+    digit = data.load("mnist", "test").images[3, 0].numpy()
+    path = tmp_path / "my digit [draft](x).png"  # markup in the name stays text
+    Image.fromarray((255 * (1 - digit)).astype("uint8")).resize((112, 112)).save(path)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{app_url}/upload?dataset=mnist")
+    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(str(path))
+    page.get_by_role("button", name="Add 1 as exemplars").click(timeout=90_000)
+    page.get_by_text("my digit [draft](x).png").first.wait_for(timeout=90_000)  # the name, literally
+    page.get_by_role("button", name="Show its 20 nearest images on the map").click(timeout=90_000)
+    page.wait_for_url(re.compile(r"/latent_map"), timeout=60_000)
+    page.locator("h3", has_text="Selection: 20 images").wait_for(timeout=90_000)
+    page.wait_for_selector(".ll-plot[data-ringed='20']", timeout=60_000)
+    assert page.get_by_role("radio", name="exemplar_vae", exact=True).get_attribute("aria-checked") == "true"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "map-upload-nearest.png"))
+    page.close()

@@ -200,6 +200,7 @@ const EVENTS = ["plotly_hover", "plotly_unhover", "plotly_click", "plotly_select
 // event listeners (a second box selection after a click went unheard), so none is trusted to last.
 function wire(state, plot) {
   const div = plot.div;
+  plot.emitter = div._ev; // Plotly's emitter: a new one means Plotly dropped our listeners
   for (const name of EVENTS) div.removeAllListeners(name);
   div.on("plotly_hover", (event) => {
     const p = event.points && event.points[0];
@@ -224,6 +225,9 @@ function wire(state, plot) {
     state.sentKey = JSON.stringify(chosen.slice(0, state.data.max_ringed));
     state.setTrigger("selection", chosen);
     ring(state, chosen.slice(0, state.data.max_ringed));
+    // The rings now show the selection. Plotly's outline would stay editable, catch the next
+    // hover or drag inside it, and keep the other points dimmed: take it away.
+    setTimeout(() => clearOutlines(state), 0);
   });
   div.on("plotly_deselect", () => {
     if (state.clearing) return; // our own clearOutlines, not the user's double-click
@@ -233,6 +237,14 @@ function wire(state, plot) {
   });
   if (!plot.leaveWired) {
     div.addEventListener("mouseleave", () => { state.thumb.hidden = true; });
+    // Switching tools after some updates makes Plotly drop every listener of the plot (seen:
+    // select → pan → click → select). Before any gesture can finish, check and re-attach.
+    const rewire = () => {
+      const emitter = div._ev;
+      if (emitter && (emitter !== plot.emitter || emitter.listeners("plotly_selected").length === 0)) wire(state, plot);
+    };
+    div.addEventListener("pointerdown", rewire, true);
+    div.addEventListener("pointermove", rewire, true);
     plot.leaveWired = true;
   }
 }

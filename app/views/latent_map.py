@@ -26,6 +26,8 @@ classes = list(ds.classes)
 
 # The URL seeds the controls once per session; afterwards the controls own their values (each
 # has a key) and write them back, so a copied link reopens the same view.
+if st.session_state.get("map_model_request") in models:  # another page asked for this model's map
+    st.session_state.map_model = st.session_state.pop("map_model_request")
 url_params.seed("map_model", "model", models, models[0])
 url_params.seed("map_compare", "compare", [NO_COMPARE, *models], NO_COMPARE)
 url_params.seed("map_colour", "colour", list(figures.COLOURINGS), "label")
@@ -66,8 +68,8 @@ def on_map_event() -> None:
         chosen = [int(i) for i in selection if 0 <= int(i) < len(labels)]
         if len(chosen) == 1:
             choose_point(chosen[0])
-        else:
-            st.session_state.map_selection = chosen
+        else:  # a selection replaces the clicked image: clearing it leaves nothing chosen
+            st.session_state.map_selection, st.session_state.map_point = chosen, None
 
 
 def clear_selection() -> None:

@@ -8,6 +8,7 @@ from core import figures, images, latent_index, projection, uploads
 
 MODEL = "exemplar_vae"  # the family whose prior is built from exemplars
 K = 10
+ON_MAP = 20  # an upload's nearest dataset images, selected on the latent map
 AROUND = 16
 MAX_SHOWN = 12  # uploads shown in detail: each costs a search and 17 decodes per rerun
 TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -118,7 +119,15 @@ for upload in reversed(own[-MAX_SHOWN:]):
         around = session.around(upload.id, AROUND, generator=torch.Generator().manual_seed(seed))
         c.image(images.grid(around, nrow=8, scale=2),
                 caption=f"{AROUND} samples around it: z ~ N(μ(upload), σ²I), decoded")
-        one, two = st.columns(2)
+        one, on_map, two = st.columns(3)
+        if on_map.button(f"Show its {ON_MAP} nearest images on the map", key=f"onmap:{name}:{upload.id}",
+                         disabled=not state.shipped("map", MODEL, name)):
+            nearest = [int(f["index"]) for f in session.neighbors(upload.code, ON_MAP + len(own), exclude=upload.id)
+                       if not f["upload"]][:ON_MAP]
+            # The map page takes these as its selection, in the space they were found in.
+            st.session_state.update(map_selection=nearest, map_point=None, map_model_request=MODEL,
+                                    map_focus={"index": nearest[0], "token": upload.id + 1_000_000})
+            st.switch_page("views/latent_map.py")
         if one.button("Use as interpolation endpoint", key=f"endpoint:{name}:{upload.id}"):
             ends = list(st.session_state.get("interpolation_endpoints", []))
             ends.append({"image": upload.image[0].numpy().astype(np.float32), "caption": f"upload {upload.name}"})
