@@ -212,10 +212,11 @@ def test_an_uploads_nearest_images_are_selected_on_the_map(browser, app_url, tmp
     page.get_by_role("button", name="Add 1 as exemplars").click(timeout=90_000)
     page.get_by_text("my digit [draft](x).png").first.wait_for(timeout=90_000)  # the name, literally
     page.get_by_role("button", name="Show its 20 nearest images on the map").click(timeout=90_000)
-    page.wait_for_url(re.compile(r"/latent_map"), timeout=60_000)
+    page.wait_for_url(re.compile(r"/latent_map\?.*dataset=mnist"), timeout=60_000)  # the same dataset
     page.locator("h3", has_text="Selection: 20 images").wait_for(timeout=90_000)
     page.wait_for_selector(".ll-plot[data-ringed='20']", timeout=60_000)
     assert page.get_by_role("radio", name="exemplar_vae", exact=True).get_attribute("aria-checked") == "true"
+    assert page.get_by_label("Dataset").input_value() == "mnist"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "map-upload-nearest.png"))
     page.close()

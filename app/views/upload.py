@@ -127,7 +127,7 @@ for upload in reversed(own[-MAX_SHOWN:]):
             # The map page takes these as its selection, in the space they were found in.
             st.session_state.update(map_selection=nearest, map_point=None, map_model_request=MODEL,
                                     map_focus={"index": nearest[0], "token": upload.id + 1_000_000})
-            st.switch_page("views/latent_map.py")
+            st.switch_page("views/latent_map.py", query_params={"dataset": name, "model": MODEL})
         if one.button("Use as interpolation endpoint", key=f"endpoint:{name}:{upload.id}"):
             ends = list(st.session_state.get("interpolation_endpoints", []))
             ends.append({"image": upload.image[0].numpy().astype(np.float32), "caption": f"upload {upload.name}"})
