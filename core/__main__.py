@@ -232,6 +232,9 @@ def cmd_neighbour_table(args) -> None:
     from core import pretrained, projection, train
 
     model, _ = pretrained.load(args.model, args.dataset)
+    if not hasattr(model, "encode"):
+        raise ValueError(f"{args.model} has no latent codes to search; "
+                         "a neighbour table needs a model with a map (vae, exemplar_vae, gon, swav)")
     commit = train.git_commit()
     codes = projection.encode_all(model, args.dataset, progress=not args.quiet)
     table = projection.neighbour_table(codes, args.k, progress=not args.quiet)

@@ -13,6 +13,8 @@ from conftest import run_cli
     (["evaluate", "vae", "--limit", "0"], "at least 1"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["evaluate", "vae", "--dataset", "mnist", "--checkpoint", "no/such/file.pt"], "no/such/file.pt is missing"),
+    (["neighbour-table", "classifier", "--dataset", "mnist"], "classifier has no latent codes"),
+    (["neighbour-table", "vae", "-k", "0"], "at least 1"),
 ])
 def test_mistakes_give_one_plain_line(args, message):
     result = run_cli(*args)
