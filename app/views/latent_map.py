@@ -61,15 +61,20 @@ def choose_point(index: int) -> None:
 def on_map_event() -> None:
     """A click or a finished box/lasso in the browser: the one rerun it costs starts here."""
     event = st.session_state.get("map_canvas") or {}
-    click, selection = event.get("click"), event.get("selection")
+    click, selection = image_index(event.get("click")), event.get("selection")
     if click is not None:
-        choose_point(int(click))
-    elif selection is not None:
-        chosen = [int(i) for i in selection if 0 <= int(i) < len(labels)]
+        choose_point(click)
+    elif isinstance(selection, list):  # what the browser sent is checked like any other input
+        chosen = [i for i in map(image_index, selection[: len(labels)]) if i is not None]
         if len(chosen) == 1:
             choose_point(chosen[0])
         else:  # a selection replaces the clicked image: clearing it leaves nothing chosen
             st.session_state.map_selection, st.session_state.map_point = chosen, None
+
+
+def image_index(value) -> int | None:
+    """``value`` as an image number of this dataset, or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels) else None
 
 
 def clear_selection() -> None:
