@@ -151,10 +151,14 @@ def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
     page.wait_for_selector("h1", timeout=60_000)
     page.wait_for_timeout(1000)  # let images and charts replace their skeletons
+    # What the audience sees once the page has settled (the top bar lays its links out after the
+    # first paint, and a loaded machine paints late): waits, not instant checks.
     for hidden in ["stAppDeployButton", "stMainMenu", "stSidebar", "stExpandSidebarButton"]:
-        assert not page.locator(f"[data-testid='{hidden}']").is_visible(), hidden
-    assert page.locator("[data-testid='stTopNavLink']").count() == len(PAGES_TO_SMOKE)
-    assert float(page.evaluate("parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)")) >= 48
+        page.locator(f"[data-testid='{hidden}']").first.wait_for(state="hidden", timeout=15_000)
+    page.wait_for_function("(n) => document.querySelectorAll(\"[data-testid='stTopNavLink']\").length === n",
+                           arg=len(PAGES_TO_SMOKE), timeout=15_000)
+    page.wait_for_function("() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize) >= 48",
+                           timeout=15_000)
     assert page.locator("[data-testid='stException']").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"present-{slug}.png"))
