@@ -16,6 +16,7 @@ message, before anything is added anywhere.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,10 +26,17 @@ from torch.nn import functional as F
 
 MAX_BYTES = 5 * 1024 * 1024  # the app's uploader and the CLI share it (streamlit_config.toml too)
 MAX_PIXELS = 40_000_000
+# What the decoded first frame may occupy. The file size says nothing about it: a 99 KB PNG can
+# hold 40 megapixels of 16-bit grey. Together with the small copies made after shrinking, this
+# keeps one upload under about 100 MB.
+DECODE_BUDGET = 80 * 2**20
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-WORK_SIDE = 512  # big photos are reduced to this first: 20 px of output need no more
+WORK_SIDE = 512  # pictures are shrunk to this right after decoding: 20 px of output need no more
 BOX, SIZE = 20, 28
 MIN_CONTRAST = 0.08  # ink darker than the paper by less than this (of black-to-white) is no ink
+# Uploads decoded at once. More wait their turn, so a burst of uploads queues instead of adding
+# up its decode budgets.
+DECODE_SLOTS = threading.BoundedSemaphore(2)
 
 
 class UploadError(ValueError):
@@ -36,6 +44,8 @@ class UploadError(ValueError):
 
 
 def _looks_like_markup(head: bytes) -> str | None:
+    """SVG or HTML by its first bytes. A PNG's text chunks may mention ``<html>``: only a file
+    that is not a known image format is judged by its text."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()  # a UTF-8 BOM, then white space
     if text.startswith(b"<?xml") or b"<svg" in text[:1024]:
         return "SVG"
@@ -44,14 +54,37 @@ def _looks_like_markup(head: bytes) -> str | None:
     return None
 
 
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def _is_image_signature(head: bytes) -> bool:
+    return head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def decoded_bytes(im: Image.Image, full_size: tuple[int, int]) -> int:
+    """Peak memory that decoding and shrinking ``im``'s first frame takes, from its header
+    (measured per format by tests/test_upload_memory.py). PIL keeps 1 byte per pixel for "1",
+    "L" and "P", 2 for 16-bit grey and 4 for every other mode. Copies on top of that: a palette
+    image's grey version; the premultiplied copy that resizing an image with alpha makes;
+    libwebp's own buffers. A progressive JPEG also holds every DCT coefficient of the full-size
+    image (2 bytes per pixel per band), whatever scale it is drafted to."""
+    width, height = im.size
+    per_pixel = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4
+    copies = 4 if im.format == "WEBP" else 2 if im.mode in ("P", "RGBA", "LA", "PA") else 1
+    need = width * height * per_pixel * copies
+    if im.format == "JPEG" and im.info.get("progressive"):
+        need += full_size[0] * full_size[1] * 2 * getattr(im, "layers", 3)
+    return need
+
+
 def open_image(content: bytes) -> Image.Image:
-    """Decode an upload's first frame, EXIF orientation applied, after every check that can be
-    made without decoding pixels (size in bytes, markup, format, dimensions)."""
+    """Decode an upload's first frame, after every check that can be made without decoding pixels
+    (size in bytes, markup, format, dimensions, the memory its pixels need)."""
     if not content:
         raise UploadError("the file is empty")
     if len(content) > MAX_BYTES:
         raise UploadError(f"the file is {len(content) / 2**20:.1f} MB; the limit is {MAX_BYTES // 2**20} MB")
-    markup = _looks_like_markup(content[:2048])
+    markup = None if _is_image_signature(content[:16]) else _looks_like_markup(content[:2048])
     if markup:
         raise UploadError(f"this is {markup}, not a picture: upload a PNG, JPEG, WebP, BMP or GIF")
     # No warnings.catch_warnings() here: it is not thread-safe, and every session is a thread.
@@ -70,15 +103,56 @@ def open_image(content: bytes) -> Image.Image:
                           f"the limit is {MAX_PIXELS // 1_000_000} megapixels")
     if width < 1 or height < 1:
         raise UploadError("the image has no pixels")
+    if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
+        im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG decodes at 1/2..1/8 scale for free
+    need = decoded_bytes(im, (width, height))
+    if need > DECODE_BUDGET:
+        fits = DECODE_BUDGET / need * width * height / 1e6
+        raise UploadError(f"the image is {width}x{height} in a format that takes {need / 2**20:.0f} MB "
+                          f"to decode; the limit is {DECODE_BUDGET // 2**20} MB: scale it down to "
+                          f"{fits:.0f} megapixels or fewer")
     try:
         im.seek(0)  # an animated GIF or WebP: its first frame
-        if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
-            im.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG decodes at 1/2..1/8 scale for free
         im.load()
     except Image.DecompressionBombError:
         raise UploadError(f"the image is too large; the limit is {MAX_PIXELS // 1_000_000} megapixels") from None
     except Exception:  # truncated data, bad chunks, broken EXIF: PIL raises many kinds
         raise UploadError("the file is truncated or damaged: its pixels cannot be read") from None
+    return im
+
+
+def _palette_to_grey(im: Image.Image) -> Image.Image:
+    """A "P" or "1" image as "L", transparent entries composited over white paper. Done on the
+    palette (256 entries) so that the full-size copy is one byte per pixel."""
+    if im.mode == "1":
+        return im.convert("L")
+    rgb = np.asarray(im.getpalette("RGB") or [], np.float64).reshape(-1, 3)
+    rgb = np.concatenate([rgb, np.zeros((256 - len(rgb), 3))]) if len(rgb) < 256 else rgb[:256]
+    alpha = np.ones(256)
+    transparency = im.info.get("transparency")
+    if isinstance(transparency, int) and 0 <= transparency < 256:
+        alpha[transparency] = 0.0
+    elif isinstance(transparency, bytes):
+        alpha[: len(transparency)] = np.frombuffer(transparency[:256], np.uint8) / 255.0
+    over_white = rgb * alpha[:, None] + 255.0 * (1.0 - alpha[:, None])
+    grey = over_white @ np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L"
+    lut = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    # Grey palette entries convert to exactly themselves. The image is this upload's own, so its
+    # palette is changed in place rather than copied at full size.
+    im.putpalette(np.repeat(lut, 3).tolist())
+    im.info.pop("transparency", None)
+    return im.convert("L")
+
+
+def shrink(im: Image.Image) -> Image.Image:
+    """The decoded picture reduced to at most WORK_SIDE px on its longest side (box filter, any
+    mode, 16-bit included), with its EXIF orientation applied. Only this small copy is worked on."""
+    if im.mode in ("P", "1"):
+        im = _palette_to_grey(im)
+    if max(im.size) > WORK_SIDE:
+        scale = WORK_SIDE / max(im.size)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.Resampling.BOX)
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # broken EXIF on good pixels: use the pixels as stored
@@ -88,34 +162,21 @@ def open_image(content: bytes) -> Image.Image:
 
 def to_grey(im: Image.Image) -> np.ndarray:
     """Any PIL mode -> (H, W) float32 in [0, 1], 0 black, transparent parts as white paper."""
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("P", "1"):
+        im = _palette_to_grey(im)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         im = im.convert("RGBA")
         paper = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(paper, im)
     if im.mode.startswith("I;16") or im.mode == "I":
-        a = np.asarray(im, dtype=np.float64) / 65535.0  # 16-bit grey
+        a = np.asarray(im, dtype=np.float32) / 65535.0  # 16-bit grey
     elif im.mode == "F":
-        a = np.asarray(im, dtype=np.float64)
+        a = np.asarray(im, dtype=np.float32)
         lo, hi = np.nanmin(a), np.nanmax(a)
         a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
     else:
-        a = np.asarray(im.convert("L"), dtype=np.float64) / 255.0  # CMYK, RGB, YCbCr, 1, L
+        a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0  # CMYK, RGB, YCbCr, L
     return np.nan_to_num(np.clip(a, 0.0, 1.0)).astype(np.float32)
-
-
-def _reduce(im: Image.Image) -> Image.Image:
-    """Shrink a big picture before the per-pixel work (keeps the aspect ratio)."""
-    if max(im.size) <= WORK_SIDE:
-        return im
-    if im.mode not in ("L", "RGB", "RGBA", "LA", "CMYK", "P", "1"):
-        return im  # 16-bit and float modes: reduced after conversion to grey
-    if im.mode in ("P", "1"):
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    im = im.copy()
-    im.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
-    return im
 
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
@@ -164,17 +225,14 @@ def normalise(ink: np.ndarray) -> torch.Tensor:
 
 
 def preprocess(content: bytes) -> torch.Tensor:
-    """Raw upload bytes -> (1, 28, 28) float32 in [0, 1], light ink on black, MNIST-style."""
-    im = _reduce(open_image(content))
-    try:
-        grey = to_grey(im)
-    except Exception:  # e.g. a mode PIL decodes but cannot convert
-        raise UploadError("the image's colour format cannot be converted to grey") from None
-    if max(grey.shape) > WORK_SIDE:  # 16-bit pictures reduced here, after conversion
-        t = torch.from_numpy(grey)[None, None]
-        s = WORK_SIDE / max(grey.shape)
-        size = (max(1, round(grey.shape[0] * s)), max(1, round(grey.shape[1] * s)))
-        grey = F.interpolate(t, size=size, mode="area")[0, 0].numpy()
+    """Raw upload bytes -> (1, 28, 28) float32 in [0, 1], light ink on black, MNIST-style.
+    At most ``DECODE_SLOTS`` run at once; the rest wait."""
+    with DECODE_SLOTS:
+        im = shrink(open_image(content))
+        try:
+            grey = to_grey(im)
+        except Exception:  # e.g. a mode PIL decodes but cannot convert
+            raise UploadError("the image's colour format cannot be converted to grey") from None
     return normalise(ink_map(grey))
 
 

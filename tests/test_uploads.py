@@ -1,6 +1,7 @@
 """Uploads: MNIST-style preprocessing of any picture, refusal of every kind of bad input, and
 printed or photographed digits landing among exemplars of their own class (shipped mnist model)."""
 
+import io
 import json
 
 import numpy as np
@@ -123,6 +124,29 @@ def test_a_real_bomb_is_refused_before_decoding():
     assert len(content) < 200_000
     with pytest.raises(UploadError, match="megapixels"):
         preprocess(content)
+
+
+def test_a_png_whose_text_chunk_mentions_html_is_read_as_the_picture_it_is():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<html><body>made by a web tool</body></html>")  # an early tEXt chunk
+    buffer = io.BytesIO()
+    ui.printed_digit(4).save(buffer, "PNG", pnginfo=info)
+    assert b"<html>" in buffer.getvalue()[:200]
+    assert similarity(preprocess(buffer.getvalue()), preprocess(ui.encode(ui.printed_digit(4)))) > 0.99
+
+
+def test_a_palette_image_with_transparency_is_seen_over_white_paper():
+    """Transparent palette entries become paper, whatever colour the palette gives them."""
+    im = Image.new("P", (120, 120), 0)
+    im.putpalette([0, 0, 0] + [255, 255, 255] + [0, 0, 0] * 254)
+    im.paste(2, (50, 20, 70, 100))  # index 2: black ink
+    im.info["transparency"] = 0  # index 0, the background, is black but transparent
+    buffer = io.BytesIO()
+    im.save(buffer, "PNG", transparency=0)
+    x = preprocess(buffer.getvalue())
+    assert max(ink_box(x)) in (19, 20, 21) and x[0, 0, 0] == 0  # the bar is the ink, not the paper
 
 
 def test_nothing_is_added_after_an_error(session):
