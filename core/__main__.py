@@ -42,14 +42,14 @@ def positive(text: str) -> int:
 
 
 def make_parser() -> Parser:
-    from core import data, models
+    from core import names  # not core.data or core.models: they import torch, which takes seconds
 
     parser = Parser(prog="python -m core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model (resumable; checkpoints every epoch)")
-    p.add_argument("model", choices=list(models.MODELS))
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("model", choices=names.MODEL_FAMILIES)
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("--epochs", type=positive, default=100, help="total epochs of the run (default 100)")
     p.add_argument("--resume", action="store_true", help="continue runs/MODEL-DATASET/checkpoint.pt")
     p.add_argument("--limit", type=positive, help="train on the first N training images only")
@@ -57,8 +57,8 @@ def make_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("evaluate", help="measure a model (or a study such as drs) on the test split")
-    p.add_argument("model", choices=list(models.MODELS) + list(STUDIES))
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("model", choices=list(names.MODEL_FAMILIES) + list(STUDIES))
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("--limit", type=positive,
                    help="the first N test images only (for drs and drs-toy: N samples per set)")
     p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
@@ -73,34 +73,34 @@ def make_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("ship", help="evaluate a finished run and record it in pretrained/")
-    p.add_argument("model", choices=list(models.MODELS))
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("model", choices=names.MODEL_FAMILIES)
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("--samples", type=positive, default=1000, help="importance samples per image for the NLL")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("augment", help="classifier test error with and without exemplar augmentation")
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("--epochs", type=positive, default=30, help="classifier epochs (default 30)")
     p.add_argument("--record", action="store_true", help="store the result in the manifest entry")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("map", help="fit the 2-D UMAP of every image's latent code and ship it")
-    p.add_argument("model", choices=list(models.MODELS))
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("model", choices=names.MODEL_FAMILIES)
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("neighbour-table", help="every image's nearest images under a model, shipped for the map's clicks")
-    p.add_argument("model", choices=list(models.MODELS))
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("model", choices=names.MODEL_FAMILIES)
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("-k", type=positive, default=NEIGHBOUR_TABLE_K, help="neighbours per image")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("neighbors", help="nearest exemplars of your own images (one JSON line each)")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG, WebP, BMP or GIF files")
     p.add_argument("--model", choices=["vae", "exemplar_vae"], default="exemplar_vae")
-    p.add_argument("--dataset", choices=data.DATASETS, default=data.DEFAULT_DATASET)
+    p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
     p.add_argument("-k", type=positive, default=10, help="neighbours per image (default 10)")
     p.add_argument("--json", action="store_true", help="JSON lines (the only output format)")
 
@@ -276,16 +276,48 @@ def cmd_list(args) -> None:
                         "map": ("trustworthiness", "knn_accuracy_2d", "points"),
                         "knn": ("points", "k"),
                         "study": ("hq_gan", "hq_drs", "modes_gan", "modes_drs")}
+    damaged = 0
     for e in entries:
         m = e["metrics"]
         headline = ", ".join(f"{k} {m[k]:.4g}" for k in headline_metrics.get(e["kind"], ()) if k in m)
         size = f"{e['epochs']} epochs" if "epochs" in e else e["kind"]
-        print(f"{e['name']:<30} {e['path']:<42} {size:<11} {headline}")
+        problem = artifact_problem(e)
+        damaged += problem is not None
+        print(f"{e['name']:<30} {e['path']:<42} {size:<11} {headline}" + (f"  [{problem}]" if problem else ""))
+    if damaged:
+        raise ValueError(f"{damaged} of {len(entries)} shipped files are missing or corrupt (marked above); "
+                         "restore them with git or rebuild them with each entry's command (python -m core list --json)")
+
+
+def artifact_problem(entry: dict) -> str | None:
+    """None when the file matches its manifest entry; otherwise what is wrong, in two words."""
+    from core import pretrained
+
+    path = pretrained.file_of(entry)
+    if not path.is_file():
+        return "MISSING"
+    if pretrained.sha256(path) != entry["sha256"]:
+        return "CORRUPT: sha256 differs"
+    return None
 
 
 def cmd_neighbors(args) -> None:
     """Each image preprocessed as an upload, then its k nearest dataset exemplars; an image that
-    cannot be used gets an error line, and the command fails at the end if any did."""
+    cannot be used gets an error line, and the command fails at the end if any did. Paths are
+    checked before the model loads, so a command with no usable file fails at once."""
+    from core import files
+
+    refused = {}
+    for path in args.images:
+        try:
+            files.check(path)
+        except files.FileRefused as exc:
+            refused[path] = str(exc)
+    if len(refused) == len(args.images):
+        for path in args.images:
+            print(json.dumps({"file": str(path), "error": refused[path]}), flush=True)
+        raise ValueError(f"none of the {len(args.images)} files can be read as an image")
+
     from core import latent_index, pretrained, uploads
 
     model, _ = pretrained.load(args.model, args.dataset)
@@ -294,19 +326,16 @@ def cmd_neighbors(args) -> None:
     failed = 0
     for path in args.images:
         try:
-            if path.is_file() and path.stat().st_size > uploads.MAX_BYTES:
-                raise uploads.UploadError(f"the file is over {uploads.MAX_BYTES // 2**20} MB")
-            image = uploads.preprocess(path.read_bytes())
+            if path in refused:
+                raise files.FileRefused(refused[path])
+            image = uploads.preprocess(files.read_capped(path))
             dist, ids, labels = index.search(model.encode(image[None]), min(args.k, len(index)))
             line = {"file": str(path), "neighbors": [
                 {"index": int(i), "label": classes[int(lab)], "distance": round(float(d), 5)}
                 for d, i, lab in zip(dist[0], ids[0], labels[0])]}
-        except ValueError as exc:  # UploadError: the message is already plain
+        except ValueError as exc:  # UploadError, FileRefused: the message is already plain
             failed += 1
             line = {"file": str(path), "error": str(exc)}
-        except OSError as exc:
-            failed += 1
-            line = {"file": str(path), "error": f"cannot read the file: {exc.strerror or exc}"}
         print(json.dumps(line), flush=True)
     if failed:
         raise ValueError(f"{failed} of {len(args.images)} images could not be used")
@@ -323,9 +352,17 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "aug
             "neighbour-table": cmd_neighbour_table}
 
 
+def check_paths(args) -> None:
+    """Paths given on the command line, checked before anything imports torch."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ValueError(f"--checkpoint {checkpoint}: no such file")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
+        check_paths(args)
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; a training run continues with --resume", file=sys.stderr)

@@ -7,6 +7,7 @@ Everything in a checkpoint is tensors and plain Python values, so it loads with
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,24 @@ def read(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is missing")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {exc}") from exc
+    except Exception as exc:  # torch's messages run to many lines and advise weights_only=False
+        raise CheckpointError(f"checkpoint {path} {_why_unreadable(exc)}") from None
     for key in ("family", "config", "state_dict", "step"):
         if not isinstance(payload, dict) or key not in payload:
             raise CheckpointError(f"checkpoint {path} has no {key!r}: not a Latent Lab checkpoint")
     return payload
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """torch.load's failure in one line, without its advice to load unsafely."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in text:
+        return ("holds Python objects besides weights, so it was not loaded "
+                "(loading it could run code): use a checkpoint saved by Latent Lab")
+    if isinstance(exc, pickle.UnpicklingError) or "zip archive" in text:
+        return "is corrupt or not a checkpoint (torch cannot read it)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return f"is corrupt or not a checkpoint ({first[:160]})"
 
 
 def build_model(payload: dict[str, Any], path: str | Path = "checkpoint") -> nn.Module:

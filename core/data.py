@@ -18,8 +18,8 @@ from typing import Literal
 
 import torch
 
-DATASETS = ("fashion-mnist", "mnist")
-DEFAULT_DATASET = "fashion-mnist"
+from core.names import DATASETS, DEFAULT_DATASET
+
 Split = Literal["train", "test"]
 
 FASHION_MNIST_ENV = "LATENT_LAB_FASHION_MNIST"

@@ -24,7 +24,9 @@ import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from torch.nn import functional as F
 
-MAX_BYTES = 5 * 1024 * 1024  # the app's uploader and the CLI share it (streamlit_config.toml too)
+from core.files import MAX_UPLOAD_BYTES
+
+MAX_BYTES = MAX_UPLOAD_BYTES
 MAX_PIXELS = 40_000_000
 # What the decoded first frame may occupy. The file size says nothing about it: a 99 KB PNG can
 # hold 40 megapixels of 16-bit grey. Together with the small copies made after shrinking, this

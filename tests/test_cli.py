@@ -1,6 +1,8 @@
 """`python -m core` as a user runs it: JSON on stdout, one plain line on stderr for mistakes."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,7 @@ from conftest import run_cli
     (["train", "vae", "--epochs", "zero"], "expected a whole number"),
     (["evaluate", "vae", "--limit", "0"], "at least 1"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["evaluate", "vae", "--dataset", "mnist", "--checkpoint", "no/such/file.pt"], "no/such/file.pt is missing"),
+    (["evaluate", "vae", "--dataset", "mnist", "--checkpoint", "no/such/file.pt"], "--checkpoint no/such/file.pt: no such file"),
     (["neighbour-table", "classifier", "--dataset", "mnist"], "classifier has no latent codes"),
     (["neighbour-table", "vae", "-k", "0"], "at least 1"),
 ])
@@ -82,3 +84,110 @@ def test_readme_table_is_the_manifest():
     result = run_cli("list", "--markdown")
     assert result.returncode == 0, result.stderr
     assert table.strip() == result.stdout.strip()
+
+
+# -- fast, safe command line (issue 22, item 5) ----------------------------------------------------
+
+TORCH_FREE_MISTAKES = [
+    ["train", "nosuchmodel"],
+    ["evaluate", "vae", "--dataset", "nosuch"],
+    ["evaluate", "vae", "--checkpoint", "no/such/file.pt"],
+    ["neighbors", "/dev/zero"],
+    ["map", "vae", "--seed", "x"],
+]
+
+
+def test_argument_and_path_mistakes_are_answered_before_torch_is_imported():
+    """torch takes seconds to import; a mistake is answered without it."""
+    probe = ("import sys; from core.__main__ import main\n"
+             "def code(args):\n"
+             "    try:\n"
+             "        return main(args)\n"
+             "    except SystemExit as exit:  # argparse's mistakes leave through SystemExit\n"
+             "        return exit.code\n"
+             "codes = [code(args) for args in %r]\n"
+             "print(codes, 'torch' in sys.modules)" % TORCH_FREE_MISTAKES)
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == f"{[2] * len(TORCH_FREE_MISTAKES)} False", done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_names_without_torch_are_the_families_and_datasets_with_it():
+    from core import data, models, names
+
+    assert names.MODEL_FAMILIES == tuple(models.MODELS)
+    assert data.DATASETS == names.DATASETS
+
+
+def test_neighbors_reads_only_regular_files_within_the_cap(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (5 * 2**20))
+    result = run_cli("neighbors", "/dev/zero", str(fifo), str(tmp_path), str(big), "missing.png", timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [json.loads(line)["error"] for line in result.stdout.splitlines()]
+    assert errors[:3] == ["not a regular file (a folder, device, FIFO or socket): pass an image file"] * 3
+    assert "the limit is 5 MB" in errors[3] and errors[4] == "no such file"
+    assert result.stderr.strip() == "error: none of the 5 files can be read as an image"
+
+
+def test_a_file_that_grows_after_its_check_is_cut_off_while_reading(tmp_path):
+    from core import files
+
+    path = tmp_path / "growing.png"
+    path.write_bytes(b"x" * 100)
+    files.check(path)
+    path.write_bytes(b"x" * (files.MAX_UPLOAD_BYTES + 1))
+    with pytest.raises(files.FileRefused, match="over the 5 MB limit"):
+        files.read_capped(path)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"not a zip archive at all", "is corrupt or not a checkpoint"),
+    ("pickle", "holds Python objects besides weights"),
+])
+def test_an_unreadable_checkpoint_is_one_line_without_torchs_advice(tmp_path, content, words):
+    path = tmp_path / "bad.pt"
+    if content == "pickle":
+        import argparse
+
+        import torch
+
+        torch.save({"family": "vae", "x": argparse.Namespace()}, path)  # not an allowed global
+    else:
+        path.write_bytes(content)
+    result = run_cli("evaluate", "vae", "--checkpoint", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "weights_only" not in result.stderr
+
+
+def test_list_marks_a_corrupt_or_missing_file_and_fails(isolated_dirs):
+    import shutil
+
+    from conftest import ROOT
+    from core import pretrained
+
+    _, shipped = isolated_dirs
+    shipped.mkdir()
+    real = json.loads((ROOT / "pretrained" / "manifest.json").read_text())["artifacts"]
+    picked = [e for e in real if e["name"] in ("map-vae-mnist", "knn-vae-mnist", "map-gon-mnist")]
+    for e in picked:
+        shutil.copy(ROOT / e["path"], shipped / Path(e["path"]).name)
+    (shipped / "map-vae-mnist.npz").write_bytes(b"damaged")
+    (shipped / "map-gon-mnist.npz").unlink()
+    pretrained.write_manifest(picked)
+    result = run_cli("list")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert rows["map-vae-mnist"].endswith("[CORRUPT: sha256 differs]")
+    assert rows["map-gon-mnist"].endswith("[MISSING]")
+    assert "[" not in rows["knn-vae-mnist"]
+    assert "2 of 3 shipped files are missing or corrupt" in result.stderr
