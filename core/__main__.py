@@ -1,4 +1,4 @@
-"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,neighbour-table,list,neighbors,bench} ...``.
+"""Latent Lab's command line: ``python -m core {train,evaluate,ship,augment,map,neighbour-table,list,neighbors,store,bench} ...``.
 
 A user's mistake (a bad argument, a missing dataset or artifact) prints one plain line on stderr
 and exits with status 2; it never prints a traceback.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 USER_ERROR = 2
@@ -107,6 +108,19 @@ def make_parser() -> Parser:
     p = sub.add_parser("bench", help="measure where people wait (map, uploads, kNN, pages, memory)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("store", help="the shared store of users' saved uploads (for a maintainer)")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    v = verbs.add_parser("list", help="every saved row: id, dataset, label, time, session, name")
+    v.add_argument("--dataset", choices=names.DATASETS)
+    v.add_argument("--json", action="store_true", help="one JSON object per row")
+    v = verbs.add_parser("remove", help="delete rows by id (see: store list)")
+    v.add_argument("ids", nargs="+", type=positive, metavar="ID")
+    v = verbs.add_parser("export", help="write the rows to an .npz that import reads")
+    v.add_argument("file", type=Path, metavar="FILE")
+    v.add_argument("--dataset", choices=names.DATASETS)
+    v = verbs.add_parser("import", help="add the rows of an exported .npz that are not stored yet")
+    v.add_argument("file", type=Path, metavar="FILE")
 
     p = sub.add_parser("list", help="what pretrained/ ships, with its metrics")
     p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
@@ -341,6 +355,34 @@ def cmd_neighbors(args) -> None:
         raise ValueError(f"{failed} of {len(args.images)} images could not be used")
 
 
+def cmd_store(args) -> None:
+    """The store is outside the repository ($LATENT_LAB_STORE), so this names where it is."""
+    from core.store import ExemplarStore
+
+    store = ExemplarStore()
+    if args.verb == "list":
+        rows = store.rows(args.dataset)
+        for row in rows:
+            if args.json:
+                print(json.dumps(row))
+            else:  # ascii(): a name with control characters or markup prints as inert text
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["created"]))
+                print(f"{row['id']:>6}  {row['dataset']:<13} {row['label']:>5}  {when} UTC  "
+                      f"{row['session'][:12]:<12}  {ascii(row['name'])}")
+        if not args.json:
+            print(f"{len(rows)} rows in {store.path}", file=sys.stderr)
+    elif args.verb == "remove":
+        removed = store.remove(args.ids)
+        missing = len(set(args.ids)) - removed
+        print(f"removed {removed} rows" + (f"; {missing} of the ids were not in the store" if missing else ""))
+    elif args.verb == "export":
+        print(f"exported {store.export(args.file, args.dataset)} rows to {args.file}")
+    else:
+        if not args.file.is_file():
+            raise ValueError(f"{args.file}: no such file")
+        print(f"imported {store.import_file(args.file)} new rows into {store.path}")
+
+
 def pretrained_classes(dataset: str) -> tuple[str, ...]:
     from core import data
 
@@ -349,7 +391,7 @@ def pretrained_classes(dataset: str) -> tuple[str, ...]:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ship": cmd_ship, "augment": cmd_augment,
             "map": cmd_map, "list": cmd_list, "neighbors": cmd_neighbors, "bench": cmd_bench,
-            "neighbour-table": cmd_neighbour_table}
+            "neighbour-table": cmd_neighbour_table, "store": cmd_store}
 
 
 def check_paths(args) -> None:

@@ -121,3 +121,62 @@ def bench_uploads(dataset: str = "mnist", knn_dataset: str = "fashion-mnist", re
         "knn_budget_ratio": round(knn_ms / KNN_BUDGET_MS, 3),
         "knn_agreement_with_bruteforce": agreement,
     }
+
+
+STORE_ROWS = 10_000
+STORE_JOIN_BUDGET_MS = 1000.0  # opening the upload page with a full shared store
+WORST_UPLOAD_BUDGET_MS = 2000.0  # the costliest legal upload to decode
+CLI_ERROR_BUDGET_S = 1.0
+
+
+def worst_case_upload() -> bytes:
+    """The costliest upload the decoder accepts: 40 megapixels of 16-bit grey, in under 100 KB."""
+    side = 6300
+    a = np.full((side, side), 65535, np.uint16)
+    a[side // 4 : 3 * side // 4, side // 2 - 300 : side // 2 + 300] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(a).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bench_store_and_limits(dataset: str = "mnist", repeats: int = 3) -> dict:
+    """A new session joining a shared store of 10,000 rows, with the model's codes stored and,
+    as the baseline, without them (every row encoded); the worst-case upload's decode; and how
+    long the command line takes to answer a mistyped argument."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from core import latent_index, pretrained, uploads
+    from core.paths import ROOT
+    from core.store import ExemplarStore
+
+    model, entry = pretrained.load("exemplar_vae", dataset)
+    base = latent_index.for_dataset(model, dataset)
+    key = f"exemplar_vae@{entry['sha256'][:16]}"
+    rng = np.random.default_rng(0)
+    pictures = rng.random((STORE_ROWS, 28, 28), dtype=np.float32)
+    with torch.no_grad():
+        codes = model.encode(torch.from_numpy(pictures)[:, None]).numpy()
+    with tempfile.TemporaryDirectory() as folder:
+        store = ExemplarStore(folder)
+        store.add(dataset, pictures, [-1] * STORE_ROWS, [f"row-{i}.png" for i in range(STORE_ROWS)],
+                  model=key, codes=codes)
+        join_ms = _median_ms(lambda: uploads.UploadSession(model, base, model_key=key).join_store(store, dataset), repeats)
+        encode_ms = _median_ms(lambda: uploads.UploadSession(model, base).join_store(store, dataset), repeats)
+    content = worst_case_upload()
+    worst_ms = _median_ms(lambda: uploads.preprocess(content), repeats)
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "core", "train", "nosuchmodel"], cwd=ROOT, capture_output=True)
+    cli_s = time.perf_counter() - began
+    return {
+        "store_rows": STORE_ROWS,
+        "store_join_ms": round(join_ms, 1),
+        "store_join_encoding_ms": round(encode_ms, 1),
+        "store_join_budget_ms": STORE_JOIN_BUDGET_MS,
+        "upload_worst_case_bytes": len(content),
+        "upload_worst_case_ms": round(worst_ms, 1),
+        "upload_worst_case_budget_ms": WORST_UPLOAD_BUDGET_MS,
+        "cli_argument_error_s": round(cli_s, 3),
+        "cli_argument_error_budget_s": CLI_ERROR_BUDGET_S,
+    }

@@ -1,5 +1,4 @@
-"""A searchable set of exemplar latents (encoder means) over faiss, and the shared store of
-exemplars that users chose to keep.
+"""A searchable set of exemplar latents (encoder means) over faiss.
 
 - ``LatentIndex``: exact ``IndexFlatL2`` by default; above ``APPROXIMATE_ABOVE`` exemplars an IVF
   index, whose recall against the exact search is measured when it is built (``recall``).
@@ -8,20 +7,15 @@ exemplars that users chose to keep.
 - ``save`` / ``load``: one ``.npz`` written to a temporary file and renamed over the old one, so a
   reader sees the old file or the new one, never half of one; ``load`` checks a sha256 of the
   arrays and that the faiss index agrees with them.
-- ``ExemplarStore``: the persisted, shared uploads (images, labels, names) of one dataset, one
-  file per dataset, changed under a file lock and written the same atomic way.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
 import os
 import tempfile
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -291,87 +285,6 @@ class LatentIndex:
         if kind == "ivf":
             index._index.nprobe = min(IVF_PROBES, faiss.extract_index_ivf(index._index).nlist)
         return index
-
-
-# -- the shared store of saved uploads -------------------------------------------------------------
-
-STORE_KEYS = ("header", "images", "labels", "names", "uids")
-
-
-class ExemplarStore:
-    """Uploads that users chose to share, per dataset: 28x28 images (not codes, which depend on the
-    model), labels (-1: none given), file names and unique ids. Every change holds an exclusive
-    file lock (so concurrent sessions and processes serialise) and ends with an atomic rename
-    (so a crash never leaves a half-written store); a call that returned has been made durable."""
-
-    def __init__(self, root: Path | None = None):
-        from core.paths import STORE_DIR
-
-        self.root = Path(root if root is not None else STORE_DIR)
-
-    def path(self, dataset: str) -> Path:
-        from core import data
-
-        return self.root / f"{data.check_name(dataset)}.npz"
-
-    @contextmanager
-    def _locked(self, dataset: str):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{dataset}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def load(self, dataset: str) -> dict[str, np.ndarray]:
-        """The saved exemplars: ``images`` (M, 28, 28) float32, ``labels`` (M,), ``names``, ``uids``."""
-        path = self.path(dataset)
-        if not path.exists():
-            return {"images": np.zeros((0, 28, 28), np.float32), "labels": np.zeros(0, np.int64),
-                    "names": np.zeros(0, "<U1"), "uids": np.zeros(0, "<U32")}
-        f = _read_npz(path, STORE_KEYS)
-        try:
-            header = json.loads(str(f["header"]))
-        except ValueError:
-            header = {}
-        m = len(f["uids"])
-        if (f["images"].shape != (m, 28, 28) or f["labels"].shape != (m,) or f["names"].shape != (m,)
-                or header.get("sha256") != _digest(f["images"], f["labels"], f["uids"])):
-            raise IndexFileError(f"{path} is inconsistent; delete it to start an empty store")
-        return {k: f[k] for k in STORE_KEYS[1:]}
-
-    def add(self, dataset: str, images, labels, names) -> list[str]:
-        """Append exemplars durably; returns their ids (one per image)."""
-        images = _f32(images).reshape(-1, 28, 28)
-        labels = np.asarray(labels, np.int64).reshape(-1)
-        names = np.asarray([str(n) for n in names], dtype=str)
-        if not (len(images) == len(labels) == len(names)):
-            raise ValueError("one label and one name per image")
-        uids = [uuid.uuid4().hex for _ in range(len(images))]
-        with self._locked(dataset):
-            old = self.load(dataset)
-            self._write(dataset, {
-                "images": np.concatenate([old["images"], images]),
-                "labels": np.concatenate([old["labels"], labels]),
-                "names": np.concatenate([old["names"].astype(str), names]),
-                "uids": np.concatenate([old["uids"].astype(str), np.asarray(uids, dtype=str)])})
-        return uids
-
-    def remove(self, dataset: str, uids) -> int:
-        with self._locked(dataset):
-            old = self.load(dataset)
-            keep = ~np.isin(old["uids"], np.asarray(list(uids), dtype=str))
-            self._write(dataset, {k: v[keep] for k, v in old.items()})
-        return int((~keep).sum())
-
-    def _write(self, dataset: str, arrays: dict[str, np.ndarray]) -> None:
-        path = self.path(dataset)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed writer's; we hold the lock
-            stale.unlink(missing_ok=True)
-        header = {"format": FORMAT, "count": len(arrays["uids"]),
-                  "sha256": _digest(arrays["images"], arrays["labels"], arrays["uids"])}
-        atomic_write(path, _npz_bytes({"header": np.array(json.dumps(header)), **arrays}))
 
 
 def for_dataset(model, dataset: str, kind: Kind = "auto", progress: bool = False) -> LatentIndex:

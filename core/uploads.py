@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import threading
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -262,7 +263,11 @@ class UploadSession:
 
     model: torch.nn.Module
     base: object  # LatentIndex over the dataset, ids = map indices
+    # Which exact model made the codes the store keeps for it: its family and checkpoint hash.
+    model_key: str = ""
     uploads: dict[int, Upload] = field(default_factory=dict)
+    # Who saved a row, for the store's per-session rate limit.
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self):
         from core.latent_index import LatentIndex
@@ -284,20 +289,38 @@ class UploadSession:
     def add_file(self, content: bytes, name: str, label: int = -1) -> Upload:
         return self.add(preprocess(content), name, label)
 
+    @torch.no_grad()
     def join_store(self, store, dataset: str) -> int:
-        """Add the shared store's saved exemplars to this session (marked shared); their count."""
-        saved = store.load(dataset)
-        for image, label, name in zip(saved["images"], saved["labels"], saved["names"]):
-            self.add(torch.from_numpy(image)[None], str(name), int(label), shared=True)
-        return len(saved["labels"])
+        """Add the shared store's saved exemplars to this session (marked shared); their count.
+        Their codes are read from the store; rows it holds no code of this model for are encoded
+        once, in one batch, and their codes stored for the next session."""
+        saved = store.load(dataset, model=self.model_key or None)
+        if not len(saved["ids"]):
+            return 0
+        codes = saved["codes"]
+        missing = [i for i, c in enumerate(codes) if c is None or c.shape != (self.base.dim,)]
+        if missing:
+            fresh = self.model.encode(torch.from_numpy(saved["images"][missing])[:, None]).numpy()
+            for i, code in zip(missing, fresh):
+                codes[i] = code
+            if self.model_key:
+                store.put_codes(self.model_key, saved["ids"][missing], fresh)
+        codes = torch.from_numpy(np.stack(codes).astype(np.float32))
+        uids = self.own.add(codes, saved["labels"])
+        for uid, image, code, label, name in zip(uids, saved["images"], codes, saved["labels"], saved["names"]):
+            self.uploads[int(uid)] = Upload(int(uid), str(name), torch.from_numpy(image)[None], code,
+                                            int(label), shared=True)
+        return len(uids)
 
     def save_to_store(self, store, dataset: str) -> list[str]:
-        """Save this session's unshared uploads to the shared store; the store's ids of them."""
+        """Save this session's unshared uploads to the shared store, with their codes; the
+        store's ids of them. A refusal (a limit, an unreadable store) raises its plain error."""
         mine = [u for u in self.uploads.values() if not u.shared]
         if not mine:
             return []
-        uids = store.add(dataset, torch.stack([u.image[0] for u in mine]), [u.label for u in mine],
-                         [u.name for u in mine])
+        uids = store.add(dataset, torch.stack([u.image[0] for u in mine]).numpy(), [u.label for u in mine],
+                         [u.name for u in mine], session=self.session_id, model=self.model_key or None,
+                         codes=torch.stack([u.code for u in mine]).numpy())
         for u in mine:
             u.shared = True
         return uids

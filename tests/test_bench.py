@@ -25,3 +25,13 @@ def test_table_lists_every_budgeted_figure_with_its_ratio():
 def test_median_of_a_known_function_is_positive_and_finite():
     ms = bench.median_ms(lambda: sum(range(1000)), 5)
     assert ms > 0 and math.isfinite(ms)
+
+
+def test_store_and_limits_bench_reports_each_figure_with_its_budget():
+    from core import bench_uploads
+
+    result = bench_uploads.bench_store_and_limits(repeats=1)
+    assert result["store_rows"] == 10_000
+    assert result["store_join_ms"] > 0 and result["store_join_encoding_ms"] > 0
+    assert result["upload_worst_case_bytes"] < 100_000 and result["upload_worst_case_ms"] > 0
+    assert 0 < result["cli_argument_error_s"] and result["cli_argument_error_budget_s"] == 1.0

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from core import latent_index, models, uploads
-from core.latent_index import ExemplarStore, IndexFileError, LatentIndex
+from core.latent_index import IndexFileError, LatentIndex
+from core.store import ExemplarStore
 
 
 def clustered(n: int, d: int = 8, centres: int = 20, seed: int = 0) -> np.ndarray:
@@ -118,23 +119,6 @@ def test_a_damaged_or_inconsistent_file_is_refused(tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(IndexFileError, match="checksum"):
         LatentIndex.load(path)
-
-
-def test_store_round_trip_and_refuses_a_damaged_file(tmp_path):
-    store = ExemplarStore(tmp_path)
-    assert len(store.load("mnist")["labels"]) == 0
-    images = torch.rand(3, 28, 28)
-    uids = store.add("mnist", images, [1, -1, 3], ["a.png", "b.png", "c.png"])
-    saved = store.load("mnist")
-    np.testing.assert_array_equal(saved["images"], images.numpy())
-    assert saved["labels"].tolist() == [1, -1, 3] and saved["names"].tolist() == ["a.png", "b.png", "c.png"]
-    assert store.remove("mnist", uids[1:2]) == 1
-    assert store.load("mnist")["uids"].tolist() == [uids[0], uids[2]]
-    with pytest.raises(ValueError):
-        store.path("../etc")  # the dataset name must be a known one
-    store.path("mnist").write_bytes(store.path("mnist").read_bytes()[:100])
-    with pytest.raises(IndexFileError):
-        store.load("mnist")
 
 
 # -- sessions over a shared model and index -----------------------------------------------------

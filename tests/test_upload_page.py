@@ -1,6 +1,7 @@
-import re
 """The upload page, headless (AppTest): several files at once, each added or shown its error; the
 upload's neighbours, samples and place on the map; endpoints for interpolation; the shared store."""
+
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 import upload_images as ui
 from conftest import ROOT
 from core import paths, pretrained
-from core.latent_index import ExemplarStore
+from core.store import ExemplarStore
 
 MAIN = str(ROOT / "app" / "main.py")
 PAGE = "views/upload.py"

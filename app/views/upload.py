@@ -4,7 +4,8 @@ import torch
 
 from app import state
 from app.text import plain
-from core import figures, images, latent_index, projection, uploads
+from core import figures, images, projection, uploads
+from core.store import ExemplarStore, StoreError
 
 MODEL = "exemplar_vae"  # the family whose prior is built from exemplars
 K = 10
@@ -22,18 +23,18 @@ if not any(e["kind"] == "checkpoint" and e["model"] == MODEL and e["dataset"] ==
            for e in state.manifest()):
     st.info(f"No {MODEL} is shipped for {name} yet: see the Home page for how to train one.")
     st.stop()
-model, _ = state.model_or_stop(MODEL, name)
+model, entry = state.model_or_stop(MODEL, name)
 train, test = state.dataset_or_stop(name, "train"), state.dataset_or_stop(name, "test")
 base = state.latent_index(MODEL, name)
-store = latent_index.ExemplarStore()
+store = ExemplarStore()
 
 key = f"upload_session:{name}"
 if key not in st.session_state:  # one session per dataset, holding only this user's uploads
-    session = uploads.UploadSession(model, base)
-    try:
-        session.join_store(store, name)
-    except (ValueError, OSError) as exc:
-        st.warning(f"The shared store could not be read: {exc}")
+    # Codes in the store are kept per exact model: a re-shipped model encodes the rows again.
+    session = uploads.UploadSession(model, base, model_key=f"{MODEL}@{entry['sha256'][:16]}")
+    session.join_store(store, name)  # a damaged store gives what can be read, and a problem
+    if store.problem:
+        st.warning(store.problem)
     st.session_state[key] = session
 session: uploads.UploadSession = st.session_state[key]
 prepared: dict = st.session_state.setdefault(f"upload_prepared:{name}", {})  # file id -> result
@@ -98,7 +99,7 @@ if right.button(f"Save {mine} to the shared store", disabled=not mine,
     try:
         saved = len(session.save_to_store(store, name))
         st.success(f"Saved {saved} exemplars to the shared store.")
-    except (ValueError, OSError) as exc:
+    except StoreError as exc:  # a limit, or a store that cannot be written: plain, no paths
         st.error(f"Could not save: {exc}")
 shared = sum(u.shared for u in own)
 heading.subheader(f"{len(own)} exemplar{'s' * (len(own) != 1)}: {len(own) - shared} yours, "
