@@ -94,14 +94,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_app(timeout_s: float = 90.0):
+def served_app(timeout_s: float = 90.0, env: dict | None = None):
     """``streamlit run app/main.py`` on a free local port; yields its URL."""
+    with serving(timeout_s, env) as (url, _):
+        yield url
+
+
+@contextmanager
+def serving(timeout_s: float = 90.0, env: dict | None = None):
+    """``streamlit run app/main.py`` on a free local port, ``env`` added to its environment;
+    yields its URL and process id (to read its memory). Its log goes to a file, not a pipe that
+    nobody reads and that would stall the server once full."""
+    import tempfile
+
     port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
          "--server.address", "127.0.0.1"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "LATENT_LAB_WARM_UP": "1"})
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "LATENT_LAB_WARM_UP": "1", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -112,13 +124,14 @@ def served_app(timeout_s: float = 90.0):
                         break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    output = server.stdout.read() if server.poll() is not None else ""
-                    raise RuntimeError(f"streamlit did not start: {output[-2000:]}") from None
+                    log.seek(0)
+                    raise RuntimeError(f"streamlit did not start: {log.read()[-2000:]}") from None
                 time.sleep(0.5)
-        yield url
+        yield url, server.pid
     finally:
         server.terminate()
         server.wait(timeout=20)
+        log.close()
 
 
 class MapPage:

@@ -35,12 +35,19 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def app_url():
-    """`streamlit run app/main.py` on a free local port, shared by every browser test."""
-    from app.bench_browser import served_app
+def app_server(tmp_path_factory):
+    """`streamlit run app/main.py` on a free local port, shared by every browser test, with a
+    shared store of its own (never the user's): its URL and process id."""
+    from app.bench_browser import serving
 
-    with served_app() as url:
-        yield url
+    store = tmp_path_factory.mktemp("app-store")
+    with serving(env={"LATENT_LAB_STORE": str(store)}) as (url, pid):
+        yield url, pid
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server):
+    return app_server[0]
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,9 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
 
 def unescape(markdown: str) -> str:
     """What a reader sees of text escaped with ``app.text.plain``."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    from app.text import WORD_JOINER
+
+    return re.sub(r"\\(.)", r"\1", markdown).replace(WORD_JOINER, "")
 
 
 def test_names_are_shown_as_text_never_as_markdown():
@@ -103,11 +105,12 @@ def test_names_are_shown_as_text_never_as_markdown():
     from streamlit.testing.v1 import AppTest
 
     names = ["![t](http://HOST/pixel.png).png", "[click me](http://HOST/phish).png", "**bold** :red[x] $x^2$.png",
-             "<img src=x onerror=alert(1)>.png", "a\nb.png"]
+             "<img src=x onerror=alert(1)>.png", "a\nb.png", "see http://HOST/x and www.HOST.org or me@HOST.org"]
     script = "import streamlit as st\nfrom app.text import plain\n" + "".join(
         f"st.markdown(plain({n!r}))\n" for n in names)
     at = AppTest.from_string(script).run()
     for name, shown in zip(names, at.markdown):
         assert unescape(shown.value) == " ".join(name.split())
         assert "](" not in shown.value.replace("\\]\\(", "")  # no link or image syntax survives unescaped
+        assert not re.search(r"https?:/|www\.|@\w", shown.value.replace("\\", ""))  # nor a bare URL or address
     assert plain("x") == "x"

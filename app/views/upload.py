@@ -76,7 +76,7 @@ if ready:
     labels = {}
     for i, (file, image) in enumerate(ready):
         with columns[i % len(columns)]:
-            st.image(images.grid(image[None], nrow=1, scale=4), caption=file.name)
+            st.image(images.grid(image[None], nrow=1, scale=4), caption=plain(file.name))  # captions are Markdown
             labels[file.file_id] = st.selectbox("Label", [-1, *range(len(train.classes))],
                                                 format_func=label_name, key=f"label:{file.file_id}")
     if st.button(f"Add {len(ready)} as exemplars", type="primary"):
