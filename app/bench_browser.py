@@ -344,16 +344,36 @@ def first_visits(url: str, browser, dataset: str = "fashion-mnist") -> dict[str,
     return seconds
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process has used (user and system)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, timeout_s: float = 300.0) -> None:
+    """Until a process uses under a tenth of a core over two seconds (a server whose background
+    warm-up has finished)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        used = cpu_s(pid)
+        time.sleep(2.0)
+        if cpu_s(pid) - used < 0.2:
+            return
+
+
 def run(dataset: str = "fashion-mnist", repeats: int = 3) -> dict:
-    """Every browser figure on a fresh server: each page visited once to warm it, then timed."""
+    """Every browser figure on a fresh server: each page visited once to warm it, and the server's
+    own warm-up finished, then timed."""
     from playwright.sync_api import sync_playwright
 
     if CHROMIUM is None:
         raise OSError("no chromium on this machine (make setup installs Debian's chromium as root)")
-    with served_app() as url, sync_playwright() as p:
+    with serving() as (url, pid), sync_playwright() as p:
         browser = launch(p)
         try:
             first_visits(url, browser, dataset)  # warm: a server is started before its audience arrives
+            wait_quiet(pid)
             result = {"browser_first_visit_s": first_visits(url, browser, dataset)}
             result.update(measure(url, browser, dataset, repeats))
         finally:

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from app.bench_browser import CHROMIUM_ARGS, CHROMIUM, IDLE, serving
+from app.bench_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, cpu_s, serving, wait_quiet
 
 STEPS = ("open", "preprocessed", "added")
 UPLOADER = "[data-testid='stFileUploader'] input[type='file']"
@@ -32,14 +32,6 @@ def rss_mb(pid: int, key: str = "VmRSS:") -> float:
             if line.startswith(key):
                 return int(line.split()[1]) / 1024
     raise OSError(f"no {key} for process {pid}")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds a process has used (user and system)."""
-    import os
-
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class MemorySampler(threading.Thread):
@@ -97,16 +89,6 @@ async def one_person(browser, url: str, k: int, everyone: list[str]) -> dict:
         await context.close()
 
 
-async def wait_quiet(pid: int, timeout_s: float = 300.0) -> None:
-    """Until the server uses under a tenth of a core over two seconds."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        used = cpu_s(pid)
-        await asyncio.sleep(2.0)
-        if cpu_s(pid) - used < 0.2:
-            return
-
-
 def p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile."""
     ordered = sorted(values)
@@ -120,7 +102,7 @@ async def _drive(url: str, pid: int, sessions: int) -> dict:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         await one_person(browser, url, sessions, [])  # warm-up: models and index loaded once
-        await wait_quiet(pid)  # and the server's own warm-up of the other pages has finished
+        await asyncio.to_thread(wait_quiet, pid)  # and the server's own warm-up has finished
         before, cpu_before = rss_mb(pid), cpu_s(pid)
         sampler = MemorySampler(pid)
         sampler.start()

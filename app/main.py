@@ -30,7 +30,7 @@ if presenting:
       [data-testid="stAppDeployButton"], [data-testid="stToolbarActions"], [data-testid="stStatusWidget"],
       [data-testid="stDecoration"] { display: none !important; }
       html { font-size: 24px; }  /* Streamlit sizes in rem: this scales all type by 1.5 */
-      [data-testid="stMainBlockContainer"] { max-width: 100%; padding: 1rem 2rem 2rem 2rem; }
+      [data-testid="stMainBlockContainer"] { max-width: 100%; padding: 4rem 2rem 2rem 2rem; }  /* below the top bar */
     </style>""")
 
 

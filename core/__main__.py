@@ -137,12 +137,15 @@ def cmd_train(args) -> None:
 
 
 def measure(model, dataset: str, *, limit: int | None, samples: int, progress: bool) -> dict:
-    """A family's own ``measure`` where it has one; the VAE family's evaluation otherwise."""
     from core import evaluate
 
-    if hasattr(model, "measure"):
-        return model.measure(dataset, limit=limit, progress=progress)
-    return evaluate.evaluate(model, dataset, limit=limit, samples=samples, progress=progress)
+    return evaluate.measure(model, dataset, limit=limit, samples=samples, progress=progress)
+
+
+def has_own_measure(model) -> bool:
+    from core import evaluate
+
+    return evaluate.has_own_measure(model)
 
 
 def cmd_evaluate(args) -> None:
@@ -182,7 +185,7 @@ def cmd_evaluate(args) -> None:
     metrics = measure(model, args.dataset, limit=args.limit, samples=args.samples, progress=not args.quiet)
     if args.record:
         command = f"python -m core evaluate {args.model} --dataset {args.dataset} --record"
-        if not hasattr(model, "measure"):
+        if not has_own_measure(model):
             command += f" --samples {args.samples}"
         pretrained.remeasure(args.model, args.dataset, metrics, command, commit)
     print_metrics({"model": args.model, **metrics}, args.json)
@@ -205,7 +208,7 @@ def cmd_ship(args) -> None:
     train_config = train.TrainConfig(**payload["train_config"])
     command = (train.rebuild_command(args.model, args.dataset, train_config, payload["epoch"])
                + f" && python -m core ship {args.model} --dataset {args.dataset}")
-    if not hasattr(model, "measure"):
+    if not has_own_measure(model):
         command += f" --samples {args.samples}"
     entry = pretrained.ship(run, metrics, command)
     headline = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()

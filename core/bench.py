@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from typing import Callable
 
 import numpy as np
@@ -146,63 +143,16 @@ def bench_pages(dataset: str = "fashion-mnist") -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def bench_app() -> dict:
+    """Cold start and the server's peak memory (``app/bench_app.py``, in a subprocess: core does
+    not drive the app)."""
+    import json
 
-
-def _peak_rss_mb(pid: int) -> float:
-    """VmHWM: the most resident memory the process has held since it started."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise OSError("no VmHWM in /proc")
-
-
-def bench_app(timeout: float = 120.0) -> dict:
-    """Cold start (``streamlit run`` to the Home page rendered in Chromium) and the server's peak
-    memory after every page has been opened once."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        return {"cold_start_s": None, "peak_rss_mb": None, "app_note": "chromium not installed"}
-    from playwright.sync_api import sync_playwright
-
-    from app.navigation import PAGES
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    began = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port",
-                               str(port), "--server.address", "127.0.0.1"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.perf_counter() - began > timeout:
-                    raise OSError("streamlit did not start") from None
-                time.sleep(0.1)
-        done = "[data-testid='stApp'][data-test-script-state='notRunning']"
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page()
-            page.goto(url)
-            page.wait_for_selector("h1", timeout=timeout * 1000)
-            page.wait_for_selector(done, timeout=timeout * 1000)
-            cold_start = time.perf_counter() - began
-            for spec in PAGES[1:]:
-                page.goto(f"{url}/{spec.path.split('/')[-1].removesuffix('.py')}")
-                page.wait_for_selector(done, timeout=timeout * 1000)
-            browser.close()
-        return {"cold_start_s": cold_start, "peak_rss_mb": _peak_rss_mb(server.pid)}
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    done = subprocess.run([sys.executable, "-m", "app.bench_app"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    if done.returncode != 0:
+        raise OSError(f"app.bench_app failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 FIRST_VISIT_BUDGET_S = 3.0

@@ -69,7 +69,7 @@ def _why_unreadable(exc: Exception) -> str:
 
 def build_model(payload: dict[str, Any], path: str | Path = "checkpoint") -> nn.Module:
     """The model a checkpoint describes, with its weights (strict key match), in eval mode."""
-    model = models.build(payload["family"], {**models.legacy_config(payload["family"]), **payload["config"]})
+    model = models.build(payload["family"], payload["config"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 EPSILON = 1e-6
 BURN_IN_SAMPLES = 10_000
-# The percentile fixed before measuring anything: the toy's, the scripts' recorded protocols', and
-# `evaluate drs`'s until 2026-11-26. Since then `evaluate drs` chooses it on training images
-# (``choose_percentile``) unless given one; the sweep reports others beside it.
+# The percentile fixed before measuring anything, as the toy and the experiments' recorded
+# protocols use it. `evaluate drs` chooses its own on training images (``choose_percentile``)
+# unless given one; the sweep reports others beside it.
 DEFAULT_PERCENTILE = 80.0
 SWEEP_PERCENTILES = (0.0, 50.0, 80.0, 90.0, 95.0)
 DRAWS = 3  # independent draws of the FD change at the chosen percentile: one draw's figure is noisy
@@ -202,7 +202,7 @@ def feature_ratio(features: Callable[[torch.Tensor], torch.Tensor], real: torch.
       the yardstick's own features, so selecting by it is close to tuning on the metric): the
       reference for how far the same acceptance rule can move the FD when its ratio tracks what
       the FD measures; D's rank correlation with it says how much D's ratio does;
-    - ``scripts/drs_diagnosis.py``: on SwAV's features, which no label ever shaped, a semantic
+    - ``experiments/drs/drs_diagnosis.py``: on SwAV's features, which no label ever shaped, a semantic
       discriminator that does not read the yardstick. It is still not the paper's D (the GAN's
       own, calibrated)."""
     from sklearn.linear_model import LogisticRegression
@@ -288,7 +288,7 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
     from tqdm.auto import tqdm
 
     from core import data, fidelity, pretrained
-    from core.train import held_out_images
+    from core.splits import held_out_images
 
     began = time.perf_counter()
     gan = model if model is not None else pretrained.load("gan", dataset)[0]

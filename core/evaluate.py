@@ -87,3 +87,39 @@ def evaluate(model: VAE, dataset: str, *, limit: int | None = None, samples: int
         "knn_accuracy": knn_accuracy(train_mu, train.labels, test_mu, y_test),
         "seconds": round(time.perf_counter() - began, 1),
     }
+
+
+def measure(model, dataset: str, *, limit: int | None = None, samples: int = 1000,
+            progress: bool = True) -> dict:
+    """A shipped-model measurement, by family: DRS's study for a GAN; a GON beside its shipped
+    autoencoder; SwAV beside the shipped VAEs; a family's own ``measure`` otherwise (the
+    classifier, the autoencoders); the VAE family's ``evaluate`` for the rest. The models compared
+    with are loaded here, so that no model file depends on what is shipped."""
+    from core import pretrained
+
+    if model.family == "gan":
+        from core import drs
+
+        return drs.study(dataset, limit=limit, progress=progress, model=model)
+    if model.family in ("gon", "implicit_gon"):
+        try:
+            ae, entry = pretrained.load(model.family + "_ae", dataset)
+        except pretrained.ArtifactError as exc:
+            return {**model.measure(dataset, limit=limit, progress=progress), "ae_missing": str(exc)}
+        return model.measure(dataset, limit=limit, progress=progress, autoencoder=(ae, entry["epochs"]))
+    if model.family == "swav":
+        shipped = {}
+        for other in ("vae", "exemplar_vae"):
+            try:
+                shipped[other], _ = pretrained.load(other, dataset)
+            except pretrained.ArtifactError:
+                continue  # nothing shipped to compare with: the key is left out, not made up
+        return model.measure(dataset, limit=limit, progress=progress, compare_with=shipped)
+    if hasattr(model, "measure"):
+        return model.measure(dataset, limit=limit, progress=progress)
+    return evaluate(model, dataset, limit=limit, samples=samples, progress=progress)
+
+
+def has_own_measure(model) -> bool:
+    """Whether ``measure`` ignores ``samples`` (everything but the VAE family's NLL)."""
+    return model.family in ("gan", "gon", "implicit_gon", "swav") or hasattr(model, "measure")

@@ -13,7 +13,7 @@ never offers it.
 A damaged database degrades to reading what can still be read. ``problem`` then holds a plain
 sentence for users, without paths; the details go to the log for the maintainer.
 
-The same schema would work on PostgreSQL for several app replicas (see the README).
+The same schema would work on PostgreSQL for several app replicas (docs/public-demo.md).
 """
 
 from __future__ import annotations

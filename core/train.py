@@ -13,11 +13,13 @@ trains through ``train_family``, and for that it provides, on its model class:
 - optionally ``on_epoch_start(images)`` and ``curve_point(test: ImageDataset) -> dict[str, float]``
   (a cheap test measurement for the learning curve, after each epoch);
 - optionally ``Config.holdout_fraction``: that share of the training images (the last ones) is
-  kept out of training, and
-  ``after_training(train_set, progress)`` runs once the run reaches its last epoch (a GAN
-  calibrates its discriminator on those held-out images there) and returns numbers for the log.
-  The checkpoint keeps the weights from before it too: a run extended with --resume continues
-  from those, as if it had never stopped.
+  kept out of training (``core.splits``).
+
+A family listed in ``AFTER_TRAINING`` has a step that runs once its run reaches the last epoch
+(a GAN's discriminator is calibrated for DRS on the held-out images) and returns numbers for the
+log. That step lives above the models, since it may use other shipped models. The checkpoint keeps
+the weights from before it too: a run extended with --resume continues from those, as if it had
+never stopped.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tqdm.auto import tqdm
 
 from core import checkpoint, data, models
 from core.paths import ROOT, RUNS_DIR
+from core.splits import held_out_count
 
 CURVE_TEST_IMAGES = 1000  # test images scored after each epoch, for the learning curve only
 
@@ -170,16 +173,19 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
     return path
 
 
-def held_out_count(model, n_train: int) -> int:
-    return int(n_train * getattr(model.config, "holdout_fraction", 0.0))
+# family -> "module:function" taking (model, train_set, progress) and returning numbers for the log
+AFTER_TRAINING: dict[str, str] = {"gan": "core.drs_calibration:after_training"}
 
 
-def held_out_images(model, images: torch.Tensor) -> torch.Tensor:
-    """The last ``holdout_fraction`` of the training images, which training never saw."""
-    count = held_out_count(model, len(images))
-    if count == 0:
-        raise ValueError(f"{model.family} holds out no training images (holdout_fraction is 0)")
-    return images[len(images) - count :]
+def after_training_step(model):
+    """The family's step after its last epoch (``AFTER_TRAINING``), or None."""
+    import importlib
+
+    target = AFTER_TRAINING.get(model.family)
+    if target is None:
+        return None
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
@@ -192,7 +198,8 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
             optimizer.load_state_dict(state["optimizer"][name])
     # A run stopped during after_training (which follows the last epoch's checkpoint) finishes it
     # on --resume; checkpoints from before this flag existed count as finished.
-    finished = state is None or state.get("after_training_done", True) or not hasattr(model, "after_training")
+    after_training = after_training_step(model)
+    finished = state is None or state.get("after_training_done", True) or after_training is None
     if start_epoch >= config.epochs and finished:
         print(f"{path} already has {start_epoch} epochs; ask for more with --epochs")
         return path
@@ -241,13 +248,13 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
                         seconds=seconds, commit=commit, after_training_done=False)
-    if hasattr(model, "after_training"):
+    if after_training is not None:
         began = time.perf_counter()
         trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
         # Kept with those weights: building a model there (a GAN loads the shipped classifier)
         # draws from the global RNG, and an extended run must not see that.
         rng = torch.get_rng_state()
-        history[-1].update(model.after_training(train_set, progress=progress))
+        history[-1].update(after_training(model, train_set, progress=progress))
         seconds += time.perf_counter() - began
         history[-1]["seconds"] = round(seconds, 1)
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},

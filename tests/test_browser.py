@@ -160,6 +160,14 @@ def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
     page.wait_for_function("() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize) >= 48",
                            timeout=15_000)
     assert page.locator("[data-testid='stException']").count() == 0
+    # The page's title sits below the bar of pages, not under it.
+    title_top = page.evaluate("document.querySelector('h1').getBoundingClientRect().top")
+    bar_bottom = page.evaluate("Math.max(...[...document.querySelectorAll(\"[data-testid='stTopNavLink']\")]"
+                               ".map(e => e.getBoundingClientRect().bottom))")
+    assert title_top >= bar_bottom, (title_top, bar_bottom)
+    if slug == "latent_map":  # the screenshot shows the map, not its loading note
+        page.wait_for_selector(".ll-root[data-ready='true'] .ll-plot .main-svg", timeout=90_000)
+        page.wait_for_selector(".ll-root[data-images='ready']", timeout=90_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"present-{slug}.png"))
     page.close()

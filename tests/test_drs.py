@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from core import checkpoint, drs, drs_toy, fidelity, models
-from core.models.gan import GAN, calibrate
+from core.drs_calibration import calibrate
+from core.models.gan import GAN
 from tests.conftest import run_cli
 
 
@@ -123,7 +124,7 @@ def test_one_drs_measurement_moves_the_fd_towards_what_d_prefers():
 
 
 def test_algorithm_1_on_scores_already_computed_is_rejection_sample():
-    # scripts/drs_sweep.py scores fakes on a GPU first and then runs accept_batch over them.
+    # experiments/drs/drs_sweep.py scores fakes on a GPU first and then runs accept_batch over them.
     gan, kept, max_logit, generator = BrightnessGAN(), [], 0.0, torch.Generator().manual_seed(4)
     for _ in range(3):  # rejection_sample's order of draws: a batch of samples, then its uniforms
         images = gan.sample(1000, generator)
@@ -216,11 +217,13 @@ def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeyp
     monkeypatch.setattr(GAN, "Config", TinyConfig)
     config, out = train.TrainConfig(epochs=1, limit=64), tmp_path / "run"
 
-    def interrupted(self, train_set, progress=True):
+    def interrupted(gan, train_set, progress=True):
         raise KeyboardInterrupt
 
+    from core import drs_calibration
+
     with monkeypatch.context() as m:
-        m.setattr(GAN, "after_training", interrupted)
+        m.setattr(drs_calibration, "after_training", interrupted)
         with pytest.raises(KeyboardInterrupt):
             train.train("gan", "mnist", config, out=out, progress=False)
     path = out / "checkpoint.pt"
@@ -348,13 +351,13 @@ def test_shipped_gan_figures_come_from_the_cli():
     assert m["fd_feature_ratio"] < m["fd_drs"] and -1 <= m["rank_correlation_d_feature_ratio"] <= 1
 
 
-def test_sweep_table_holds_the_readme_figures():
-    """The README quotes ranges from scripts/drs_sweep-h200.jsonl; they must be what it holds."""
+def test_sweep_table_holds_the_figures_in_docs():
+    """docs/drs.md quotes ranges from experiments/drs/drs_sweep-h200.jsonl; they must be what it holds."""
     import json
 
     from core.paths import ROOT
 
-    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_sweep-h200.jsonl")]
+    rows = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_sweep-h200.jsonl")]
     fashion = [r for r in rows if r["variant"].startswith("fm_")]
     mnist = [r for r in rows if r["variant"].startswith("mn_")]
     assert round(min(r["change_drs_80"] for r in fashion), 3) == -0.077
@@ -365,20 +368,20 @@ def test_sweep_table_holds_the_readme_figures():
     import subprocess
     import sys
 
-    table = subprocess.run([sys.executable, "scripts/drs_sweep.py", "--table", "scripts/drs_sweep-h200.jsonl"],
+    table = subprocess.run([sys.executable, "experiments/drs/drs_sweep.py", "--table", "experiments/drs/drs_sweep-h200.jsonl"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
     assert table.count("\n") == len(rows) + 2 and "| fm_base | 40 | yes | 223.7 | +29.9% |" in table
 
 
-def test_diagnosis_holds_the_readme_figures():
-    """The README quotes scripts/drs_diagnosis.jsonl (one run of scripts/drs_diagnosis.py per dataset)."""
+def test_diagnosis_holds_the_figures_in_docs():
+    """docs/drs.md quotes experiments/drs/drs_diagnosis.jsonl (one run of experiments/drs/drs_diagnosis.py per dataset)."""
     import json
 
     from core.paths import ROOT
 
-    rows = {r["dataset"]: r for r in map(json.loads, open(ROOT / "scripts" / "drs_diagnosis-two-layer.jsonl"))}
+    rows = {r["dataset"]: r for r in map(json.loads, open(ROOT / "experiments" / "drs" / "drs_diagnosis-two-layer.jsonl"))}
     fm, mn = rows["fashion-mnist"], rows["mnist"]
-    # Stored to 4 decimals; the README rounds half up, so -0.1485 reads -14.9%.
+    # Stored to 4 decimals; docs/drs.md rounds half up, so -0.1485 reads -14.9%.
     percent = lambda changes: pytest.approx([100 * c for c in changes], abs=0.051)
     minmax = lambda changes: (100 * min(changes), 100 * max(changes))
     assert [2.1, 1.2, 2.4] == percent(fm["fd_change_by_seed"]["drs"])
@@ -405,15 +408,15 @@ def test_diagnosis_holds_the_readme_figures():
     assert round(fm["rank_correlations"]["reference"]["feature_norm"], 2) == 0.57
 
 
-def test_diagnosis_of_the_shipped_gans_holds_the_readme_figures():
-    """The README quotes scripts/drs_diagnosis.jsonl, the GANs with the DCGAN-shaped D."""
+def test_diagnosis_of_the_shipped_gans_holds_the_figures_in_docs():
+    """docs/drs.md quotes experiments/drs/drs_diagnosis.jsonl, the GANs with the DCGAN-shaped D."""
     import json
 
     from core.paths import ROOT
 
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    rows = {r["dataset"]: r for r in map(json.loads, open(ROOT / "scripts" / "drs_diagnosis.jsonl"))}
-    # Stored to 4 decimals (half up in the README: -0.1065 reads -10.7%); signs as the README prints them.
+    readme = " ".join((ROOT / "docs" / "drs.md").read_text().split())
+    rows = {r["dataset"]: r for r in map(json.loads, open(ROOT / "experiments" / "drs" / "drs_diagnosis.jsonl"))}
+    # Stored to 4 decimals (half up in docs/drs.md: -0.1065 reads -10.7%); signs as docs/drs.md prints them.
     pct = lambda c: f"{100 * c + (-1e-9 if c < 0 else 1e-9):+.1f}%".replace("-", "−")
     three = lambda changes: f"{pct(changes[0])}, {pct(changes[1])} and {pct(changes[2])}"
     span = lambda changes: f"{pct(max(changes))} to {pct(min(changes))}"
@@ -438,15 +441,15 @@ def test_diagnosis_of_the_shipped_gans_holds_the_readme_figures():
     assert f"(Spearman {two(max(ink))} to {two(min(ink))} with the mean pixel)" in readme
 
 
-def test_readme_quotes_the_head_calibration_runs():
-    """The README's head-calibration figures are scripts/drs_head_calibration.jsonl (one run per dataset)."""
+def test_docs_quote_the_head_calibration_runs():
+    """docs/drs.md's head-calibration figures are experiments/drs/drs_head_calibration.jsonl (one run per dataset)."""
     import json
 
     from core.paths import ROOT
 
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_head_calibration.jsonl")]
-    two_layer = [json.loads(line) for line in open(ROOT / "scripts" / "drs_head_calibration-two-layer.jsonl")]
+    readme = " ".join((ROOT / "docs" / "drs.md").read_text().split())
+    rows = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_head_calibration.jsonl")]
+    two_layer = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_head_calibration-two-layer.jsonl")]
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
     for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
         for recorded in (rows, two_layer):
@@ -466,7 +469,7 @@ def test_readme_quotes_the_head_calibration_runs():
     fm_median = float(np.median([r["fd_change"] for r in rows if r["dataset"] == "fashion-mnist"]))
     assert fm_median > -0.10  # "Fashion-MNIST still falls short of −10%"
     # The second protocol (the grid chosen too) picked the whole map on Fashion-MNIST: the same head.
-    pooled = [json.loads(line) for line in open(ROOT / "scripts" / "drs_head_calibration-pooled.jsonl")]
+    pooled = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_head_calibration-pooled.jsonl")]
     best = {grid: min(by_c.values()) for grid, by_c in pooled[0]["val_log_loss"].items()}
     assert pooled[0]["dataset"] == "fashion-mnist" and pooled[0]["pooled_grid"] == 4 and min(best, key=best.get) == "4x4"
     assert (f"(validation log loss {best['4x4']:.3f}, against {best['2x2']:.3f} for the best 2×2 head and "
@@ -474,27 +477,27 @@ def test_readme_quotes_the_head_calibration_runs():
     from core import pretrained
 
     # The MNIST GAN of commit c68512d chose by the same log loss; the shipped one logs the same losses.
-    mnist = json.loads((ROOT / "scripts" / "drs_log_loss_head.json").read_text())["entries"]["mnist"]["last_layer"]
+    mnist = json.loads((ROOT / "experiments" / "drs" / "drs_log_loss_head.json").read_text())["entries"]["mnist"]["last_layer"]
     assert pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]["val_log_loss"] == mnist["val_log_loss"]
     best = {grid: f"{min(by_c.values()):.3f}" for grid, by_c in mnist["val_log_loss"].items()}
     assert mnist["pooled_grid"] == 4 and f"too ({best['4x4']}, against {best['2x2']} and {best['1x1']})" in readme
     assert [r["fd_change"] for r in pooled] == [r["fd_change"] for r in rows if r["dataset"] == "fashion-mnist"]
 
 
-def test_readme_quotes_the_recorded_draws():
-    """The README's FD changes of the shipped GANs are the manifest's fd_change_by_draw; those of
-    the GANs with the log-loss head (commit c68512d) scripts/drs_log_loss_head.json, and those of
-    the GANs shipped with the paper's calibration alone scripts/drs_paper_calibration.json."""
+def test_docs_quote_the_recorded_draws():
+    """docs/drs.md's FD changes of the shipped GANs are the manifest's fd_change_by_draw; those of
+    the GANs with the log-loss head (commit c68512d) experiments/drs/drs_log_loss_head.json, and those of
+    the GANs shipped with the paper's calibration alone experiments/drs/drs_paper_calibration.json."""
     import json
 
     from core import pretrained
     from core.paths import ROOT
 
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "drs.md").read_text().split())
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
     draws = lambda m: ", ".join(percent(c) for c in m["fd_change_by_draw"][:2]) + f" and {percent(m['fd_change_by_draw'][2])}"
-    paper = json.loads((ROOT / "scripts" / "drs_paper_calibration.json").read_text())["entries"]
-    log_loss = json.loads((ROOT / "scripts" / "drs_log_loss_head.json").read_text())["entries"]
+    paper = json.loads((ROOT / "experiments" / "drs" / "drs_paper_calibration.json").read_text())["entries"]
+    log_loss = json.loads((ROOT / "experiments" / "drs" / "drs_log_loss_head.json").read_text())["entries"]
     shipped = {d: pretrained.find("gan", d) for d in ("fashion-mnist", "mnist")}
     sweeps = []
     for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
@@ -562,37 +565,40 @@ def test_last_feature_map_is_what_the_last_layer_reads():
         torch.testing.assert_close(d.body[-2:](features).squeeze(1), d(x))
 
 
-def test_dcgan_discriminator_by_default_and_old_checkpoints_load_as_two_layer(tmp_path):
-    """The DCGAN-shaped D (down to 4×4, a 4×4 conv to the logit) is the default; a checkpoint
-    saved before the config had a ``discriminator`` field was made with the two-layer D."""
+def test_dcgan_discriminator_by_default_and_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
+    """The DCGAN-shaped D (down to 4×4, a 4×4 conv to the logit) is the default. A two-layer D
+    saved without its ``discriminator`` field does not load as something else: it is refused."""
     from dataclasses import asdict
+
+    from core.checkpoint import CheckpointError
 
     gan = tiny_gan()
     assert gan.config.discriminator == "dcgan"
     assert isinstance(gan.discriminator.body[-2], torch.nn.Conv2d) and gan.discriminator.body[-2].kernel_size == (4, 4)
     assert gan.logits(torch.rand(3, 1, 28, 28)).shape == (3,)
 
-    old = models.build("gan", {"width": 8, "nz": 8, "discriminator": "two-layer"})
-    checkpoint.save(tmp_path / "old.pt", old, dataset="mnist", step=1, epoch=1)
-    payload = torch.load(tmp_path / "old.pt", weights_only=True)
-    payload["config"] = {k: v for k, v in asdict(old.config).items() if k not in ("discriminator", "refit_last_layer")}
-    torch.save(payload, tmp_path / "old.pt")
-    loaded, _ = checkpoint.load(tmp_path / "old.pt")
+    two_layer = models.build("gan", {"width": 8, "nz": 8, "discriminator": "two-layer"})
+    checkpoint.save(tmp_path / "two-layer.pt", two_layer, dataset="mnist", step=1, epoch=1)
+    loaded, _ = checkpoint.load(tmp_path / "two-layer.pt")
     x = torch.rand(4, 1, 28, 28)
-    assert loaded.config.discriminator == "two-layer" and torch.equal(loaded.logits(x), old.logits(x))
-    assert gan.config.refit_last_layer and not loaded.config.refit_last_layer  # the paper's calibration only
+    assert loaded.config.discriminator == "two-layer" and torch.equal(loaded.logits(x), two_layer.logits(x))
+    payload = torch.load(tmp_path / "two-layer.pt", weights_only=True)
+    payload["config"] = {k: v for k, v in asdict(two_layer.config).items() if k != "discriminator"}
+    torch.save(payload, tmp_path / "unlabelled.pt")
+    with pytest.raises(CheckpointError, match="does not fit model gan"):
+        checkpoint.load(tmp_path / "unlabelled.pt")
     with pytest.raises(ValueError, match="unknown discriminator"):
         models.build("gan", {"discriminator": "resnet"})
 
 
-def test_readme_quotes_the_instance_noise_runs():
-    """The README's instance-noise figures are scripts/drs_instance_noise.jsonl (one run of it)."""
+def test_docs_quote_the_instance_noise_runs():
+    """docs/drs.md's instance-noise figures are experiments/drs/drs_instance_noise.jsonl (one run of it)."""
     import json
 
     from core.paths import ROOT
 
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_instance_noise.jsonl")]
+    readme = " ".join((ROOT / "docs" / "drs.md").read_text().split())
+    rows = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_instance_noise.jsonl")]
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
     for std in (0.2, 0.5):
         runs = [r for r in rows if r["noise_std"] == std]
@@ -612,7 +618,7 @@ def test_instance_noise_calibration_and_smoothed_score():
 
     from core.paths import ROOT
 
-    spec = importlib.util.spec_from_file_location("drs_instance_noise", ROOT / "scripts" / "drs_instance_noise.py")
+    spec = importlib.util.spec_from_file_location("drs_instance_noise", ROOT / "experiments" / "drs" / "drs_instance_noise.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     gan, held_out = tiny_gan(), torch.rand(200, 1, 28, 28) * 0.2
@@ -631,7 +637,7 @@ def test_last_layer_calibration_picks_grid_and_penalty_on_the_validation_split()
 
     from sklearn.metrics import log_loss
 
-    from core.models.gan import LAST_LAYER_PENALTIES, calibrate_last_layer
+    from core.drs_calibration import LAST_LAYER_PENALTIES, calibrate_last_layer
 
     for kind, tiling in (("dcgan", {"4x4", "2x2", "1x1"}), ("two-layer", {"7x7", "1x1"})):
         torch.manual_seed(0)
@@ -661,11 +667,11 @@ def test_last_layer_calibration_picks_grid_and_penalty_on_the_validation_split()
 
 
 def test_every_fitted_head_scores_as_d_does_once_folded():
-    """scripts/drs_head_by_fd.py scores a pool with every head at once from D's last feature maps
+    """experiments/drs/drs_head_by_fd.py scores a pool with every head at once from D's last feature maps
     (head_logits); each head folded into D's last layer gives D the same logits."""
     import copy
 
-    from core.models.gan import fit_last_layer_heads, fold_last_layer_head, head_logits, last_feature_maps
+    from core.drs_calibration import fit_last_layer_heads, fold_last_layer_head, head_logits, last_feature_maps
 
     torch.manual_seed(0)
     gan = models.build("gan", {"width": 8, "nz": 8})
@@ -698,7 +704,7 @@ def test_last_layer_chosen_with_gamma_by_validation_fd():
     FD, and D's logit is then that head's."""
     import copy
 
-    from core.models.gan import calibrate_last_layer, fit_last_layer_heads, head_logits, last_feature_maps
+    from core.drs_calibration import calibrate_last_layer, fit_last_layer_heads, head_logits, last_feature_maps
 
     torch.manual_seed(0)
     gan = models.build("gan", {"width": 8, "nz": 8, "validation_samples": 100})
@@ -720,14 +726,14 @@ def test_last_layer_chosen_with_gamma_by_validation_fd():
 
 
 def test_the_shipped_fashion_mnist_calibration_chose_as_the_script_did():
-    """scripts/drs_head_by_fd.py ran the FD choice on the GAN of commit c68512d (same G, same
+    """experiments/drs/drs_head_by_fd.py ran the FD choice on the GAN of commit c68512d (same G, same
     paper-step D); the retrained GAN's calibration made the same choice from the same validation FDs."""
     import json
 
     from core import pretrained
     from core.paths import ROOT
 
-    rows = [json.loads(line) for line in open(ROOT / "scripts" / "drs_head_by_fd.jsonl")]
+    rows = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_head_by_fd.jsonl")]
     choice, draws = rows[0], rows[1:]
     refit = pretrained.find("gan", "fashion-mnist")["curve"][-1]["last_layer"]
     assert refit["chosen_by"] == "validation_fd"
@@ -736,7 +742,7 @@ def test_the_shipped_fashion_mnist_calibration_chose_as_the_script_did():
     assert {f"{g} C={c}": fds for g, by_c in refit["val_fd"].items() for c, fds in by_c.items()} == choice["validation_fds"]
     assert [d["seed"] for d in draws] == [0, 1, 2] and all(d["gamma_percentile"] == choice["gamma_percentile"] for d in draws)
     # README: the script's three draws, "the last two are the shipped GAN's further draws".
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "drs.md").read_text().split())
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
     rates = [100 * d["acceptance_rate"] for d in draws]
     assert (f"{percent(draws[0]['fd_change'])}, {percent(draws[1]['fd_change'])} and {percent(draws[2]['fd_change'])} "

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core import checkpoint, interpolation, models, pretrained
+from core import checkpoint, evaluate, interpolation, models, pretrained
 from core.models.gon import pixel_centres, squared_error
 
 SMALL = {"gon": {"width": 4}, "implicit_gon": {"hidden": 16, "layers": 2},
@@ -182,6 +182,6 @@ def test_shipped_gons_beat_nothing_silently():
                 model, entry = pretrained.load(family, dataset)
             except pretrained.ArtifactError:
                 pytest.skip(f"{family} on {dataset} not shipped")
-            m = model.measure(dataset, limit=200)
+            m = evaluate.measure(model, dataset, limit=200)
             assert m["params"] == entry["metrics"]["params"]
             assert m["recon_mse"] > 0 and "ae_recon_mse" in m

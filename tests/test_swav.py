@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from core import checkpoint, models, pretrained, train
+from core import checkpoint, evaluate, models, pretrained, train
 from core.models.swav import (SwAV, SwAVConfig, cluster_table, confident_members, cosine_knn_accuracy,
                               random_crops, sinkhorn)
 
@@ -189,7 +189,7 @@ def test_training_through_the_generic_loop_records_a_curve(tiny_run):
 
 def test_measure_with_a_limit(tiny_run):
     model, _ = checkpoint.load(tiny_run)
-    m = model.measure("mnist", limit=50, progress=False)
+    m = evaluate.measure(model, "mnist", limit=50, progress=False)
     assert m["test_images"] == 50 and m["prototypes"] == model.config.prototypes
     for key in ("knn_accuracy", "knn_accuracy_projection", "knn_accuracy_pooled", "knn_accuracy_pixels",
                 "knn_accuracy_untrained", "knn_accuracy_map_codes"):
@@ -213,7 +213,7 @@ def test_clusters_page_renders_a_shipped_model(tiny_run, isolated_dirs):
     from core import projection
 
     model, _ = checkpoint.load(tiny_run)
-    metrics = model.measure("mnist", limit=50, progress=False)
+    metrics = evaluate.measure(model, "mnist", limit=50, progress=False)
     pretrained.ship(tiny_run, metrics, "python -m core train swav --dataset mnist --epochs 2 --limit 64")
     # A map for the page to draw: the first two principal axes stand in for the (slow) UMAP here.
     features = projection.encode_all(model, "mnist")

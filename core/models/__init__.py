@@ -43,11 +43,5 @@ def build(name: str, config: dict | None = None) -> nn.Module:
     return cls(cls.Config(**(config or {})))
 
 
-def legacy_config(name: str) -> dict:
-    """Values for config fields that a family added after it had shipped checkpoints: a saved
-    config without the field was made by the old behaviour, not by today's default."""
-    return dict(getattr(MODELS[check_name(name)], "LEGACY_CONFIG", {}))
-
-
 def config_dict(model: nn.Module) -> dict:
     return asdict(model.config)

@@ -236,23 +236,22 @@ class GradientOrigin(nn.Module):
         self.fit_latent_gaussian(data.load(test.name, "train").images[:FIT_IMAGES])
         return {"test_recon_mse": self.recon_errors(test.images[:CURVE_IMAGES]).mean().item()}
 
-    def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True) -> dict:
-        """recon_mse (summed over pixels, mean over test images) and params, beside the shipped
-        autoencoder baseline (same decoder plus an encoder, the same number of steps)."""
-        from core import data, pretrained
+    def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True,
+                autoencoder: tuple[nn.Module, int] | None = None) -> dict:
+        """recon_mse (summed over pixels, mean over test images) and params, beside the
+        ``autoencoder`` baseline and its epochs, where given (same decoder plus an encoder, the
+        same number of steps; ``core.evaluate.measure`` passes the shipped one)."""
+        from core import data
 
         began = time.perf_counter()
         images = data.load(dataset, "test").images[:limit]
         result = {"dataset": dataset, "test_images": len(images),
                   "recon_mse": self.recon_errors(images).mean().item(), "params": count_params(self),
                   "loss": "squared error summed over pixels, images in [0, 1], sigmoid output"}
-        try:
-            ae, entry = pretrained.load(self.family + "_ae", dataset)
-        except pretrained.ArtifactError as exc:
-            result["ae_missing"] = str(exc)
-        else:
+        if autoencoder is not None:
+            ae, ae_epochs = autoencoder
             ae_mse = ae.recon_errors(images).mean().item()
-            result.update(ae_recon_mse=ae_mse, ae_params=count_params(ae), ae_epochs=entry["epochs"],
+            result.update(ae_recon_mse=ae_mse, ae_params=count_params(ae), ae_epochs=ae_epochs,
                           gon_beats_ae=result["recon_mse"] < ae_mse,
                           ae_to_gon_params=round(count_params(ae) / count_params(self), 2))
         result["seconds"] = round(time.perf_counter() - began, 1)

@@ -25,9 +25,9 @@ same fakes of the shipped GAN:
    two-layer one), average-pooled to 1×1 or 2×2, or left whole (D's own last layer refitted),
    on the same held-out images against fresh fakes.
 
-    .venv/bin/python scripts/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 13-19 min here
+    .venv/bin/python experiments/drs/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 13-19 min here
 
-``scripts/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores) for the
+``experiments/drs/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores) for the
 GANs with the DCGAN-shaped D shipped on 2026-11-26 (commit 9b1e76b, until 4b9eef1), whose D had
 the paper's calibration only: to rerun it as recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of
 ``pretrained/`` holding commit 4b9eef1's GAN checkpoints and manifest entries.
@@ -49,10 +49,11 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, like the CLI
 from core import data, drs, fidelity, pretrained  # noqa: E402
-from core.models.gan import Discriminator, calibrate  # noqa: E402
-from core.train import held_out_images  # noqa: E402
+from core.drs_calibration import calibrate  # noqa: E402
+from core.models.gan import Discriminator  # noqa: E402
+from core.splits import held_out_images  # noqa: E402
 
 
 def rho(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:

@@ -4,7 +4,7 @@ Real Fashion-MNIST backgrounds are exactly 0; a tanh generator's are only close 
 used that, its logits would change when the faint pixels are zeroed. Prints the mean logit of
 2,000 fakes before and after, the mean change against the logits' spread, and the correlation.
 
-    .venv/bin/python scripts/drs_background.py [--dataset fashion-mnist]
+    .venv/bin/python experiments/drs/drs_background.py [--dataset fashion-mnist]
 
 The README quotes it on the GAN shipped until commit 4b9eef1, whose D had the paper's calibration
 only (``LATENT_LAB_PRETRAINED`` pointing at a copy of ``pretrained/`` with that commit's checkpoints).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, like the CLI
 from core import pretrained  # noqa: E402
 
 

@@ -5,19 +5,19 @@ Fashion-MNIST): in D's eyes the two distributions barely overlap, and there log 
 a ratio but a verdict, so DRS keeps the fakes that look most finished rather than rebalancing
 what G over- and under-produces. Instance noise (Sønderby et al. 2016; Arjovsky & Bottou 2017)
 makes them overlap: D keeps training on real images and fakes, both with Gaussian noise of std σ
-added (``core.models.gan.calibrate(noise_std=σ)``), so that its logit estimates the ratio of the
+added (``core.drs_calibration.calibrate(noise_std=σ)``), so that its logit estimates the ratio of the
 two smoothed densities. A sample is then
 scored by the mean logit over ``--views`` noisy copies of it.
 
 Everything else is ``evaluate drs``: the shipped GAN, whose calibrated D this continues from
-(the same held-out images, validation split and early stopping as ``core.models.gan.calibrate``),
+(the same held-out images, validation split and early stopping as ``core.drs_calibration.calibrate``),
 and per seed one ``core.drs.fd_with_and_without`` with the smoothed score: BurnIn over 10,000
 samples, the FD of 10,000 plain samples and of 10,000 accepted at the 80th percentile. The noise
 levels were fixed before anything was measured.
 
-    .venv/bin/python scripts/drs_instance_noise.py --dataset fashion-mnist   # 15 min here
+    .venv/bin/python experiments/drs/drs_instance_noise.py --dataset fashion-mnist   # 15 min here
 
-``scripts/drs_instance_noise.jsonl`` holds the rows of the runs made on this machine (2 CPU cores)
+``experiments/drs/drs_instance_noise.jsonl`` holds the rows of the runs made on this machine (2 CPU cores)
 on the GANs shipped until commit 4b9eef1, whose D had the paper's calibration only: to rerun them as
 recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of ``pretrained/`` holding that commit's GAN
 checkpoints and manifest entries.
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, like the CLI
 from core import data, drs, fidelity, pretrained  # noqa: E402
-from core.models.gan import calibrate  # noqa: E402
-from core.train import held_out_images  # noqa: E402
+from core.drs_calibration import calibrate  # noqa: E402
+from core.splits import held_out_images  # noqa: E402
 
 NOISE_STDS = (0.2, 0.5)  # in D's input scale, [-1, 1]: a tenth and a quarter of its range
 

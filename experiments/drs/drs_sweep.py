@@ -14,11 +14,11 @@ fakes has to do with what the FD measures.
 It runs wherever torch finds a GPU (the variants train side by side in separate processes), and on
 the CPU otherwise (slowly):
 
-    .venv/bin/python scripts/drs_sweep.py --data data.npz --out results/   # data: see --export
-    .venv/bin/python scripts/drs_sweep.py --export data.npz                 # the datasets as uint8
-    .venv/bin/python scripts/drs_sweep.py --table scripts/drs_sweep-h200.jsonl   # the README's table
+    .venv/bin/python experiments/drs/drs_sweep.py --data data.npz --out results/   # data: see --export
+    .venv/bin/python experiments/drs/drs_sweep.py --export data.npz                 # the datasets as uint8
+    .venv/bin/python experiments/drs/drs_sweep.py --table experiments/drs/drs_sweep-h200.jsonl   # the README's table
 
-``scripts/drs_sweep-h200.jsonl`` holds the rows of one run on a lent NVIDIA H200 (one seed per
+``experiments/drs/drs_sweep-h200.jsonl`` holds the rows of one run on a lent NVIDIA H200 (one seed per
 variant; GPU kernels are not bit-reproducible, so a rerun gives close, not equal, numbers).
 """
 
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 try:  # core.models imports every family; nothing here needs neighbours, and a GPU box may lack faiss
     import faiss  # noqa: F401
@@ -156,7 +156,7 @@ def run_variant(name: str, data_path: str, out_dir: Path, device: str, epochs: i
 def evaluate(gen, disc, calibration, held, held_features, features, ref, n: int = 100_000) -> dict:
     gen.eval()
     row = {}
-    if calibration == "standard":  # core.models.gan.calibrate, on the same split
+    if calibration == "standard":  # core.drs_calibration.calibrate, on the same split
         n_val = len(held) // 5
         val_real, fit_real = held[:n_val] * 2 - 1, held[n_val:] * 2 - 1
         with torch.no_grad():

@@ -1,9 +1,9 @@
 """Does DRS reach −10% on Fashion-MNIST when D's last layer is chosen by validation FD? (README, DRS.)
 
 The shipped calibration refits D's last layer and chooses its pooling and penalty by validation
-log loss (``core.models.gan.calibrate_last_layer``). On Fashion-MNIST log loss picks the whole
+log loss (``core.drs_calibration.calibrate_last_layer``). On Fashion-MNIST log loss picks the whole
 4×4 map, while a 2×2-pooled head gave the larger FD gain on the test set
-(``scripts/drs_head_calibration.py``); choosing that head by hand would be choosing by the test
+(``experiments/drs/drs_head_calibration.py``); choosing that head by hand would be choosing by the test
 result. This script chooses without the test set, the protocol fixed before it was run:
 
 - the same 15 heads as ``calibrate_last_layer`` (the whole map, 2×2, 1×1; C from 1e-4 to 1),
@@ -15,11 +15,11 @@ result. This script chooses without the test set, the protocol fixed before it w
   D is measured on the test set as ``evaluate drs`` measures it (``core.drs.fd_with_and_without``,
   10,000 samples, seeds 0, 1, 2) at the chosen percentile.
 
-    .venv/bin/python scripts/drs_head_by_fd.py --dataset fashion-mnist
+    .venv/bin/python experiments/drs/drs_head_by_fd.py --dataset fashion-mnist
 
 This is ``calibrate_last_layer(..., fd_against=...)``, which GANs run at the end of training since
 2026-11-26 (``GANConfig.last_layer_choice = "validation_fd"``); the script applies it to a shipped
-GAN's D and measures it. ``scripts/drs_head_by_fd.jsonl`` holds the rows of the run made
+GAN's D and measures it. ``experiments/drs/drs_head_by_fd.jsonl`` holds the rows of the run made
 on this machine (2 CPU cores) on the Fashion-MNIST GAN shipped at commit c68512d, whose last layer
 had been chosen by log loss: the first row is the choice with every validation FD, then one row
 per test draw. That run used the script of commit 8d755e4, which did the same steps inline.
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, like the CLI
 from core import data, drs, fidelity, pretrained  # noqa: E402
-from core.models.gan import calibrate_last_layer  # noqa: E402
-from core.train import held_out_images  # noqa: E402
+from core.drs_calibration import calibrate_last_layer  # noqa: E402
+from core.splits import held_out_images  # noqa: E402
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Does DRS work when D's last layer is calibrated with regularisation? (README, DRS.)
 
 The paper's calibration keeps training all of D on held-out real images against fresh fakes, with
-early stopping on a validation split (``core.models.gan.calibrate``). On Fashion-MNIST that D ends
+early stopping on a validation split (``core.drs_calibration.calibrate``). On Fashion-MNIST that D ends
 up telling real from fake almost perfectly, and DRS by it makes the FD worse.
-``scripts/drs_diagnosis.py`` found that the same D's features are better than its head: a logistic
+``experiments/drs/drs_diagnosis.py`` found that the same D's features are better than its head: a logistic
 head refitted on them, standardised and with sklearn's default L2 penalty, moves the FD the right
 way. This script tests the calibration built on that, each protocol fixed before it was measured:
 
@@ -18,13 +18,13 @@ way. This script tests the calibration built on that, each protocol fixed before
 - g and the L2 penalty are chosen together by log loss on the other fifth against as many other
   fresh fakes (the validation split that early stopping uses in ``calibrate``), C from 1e-4,
   1e-3, ..., 1;
-- the head is folded into D's last layer (``core.models.gan.calibrate_last_layer``), and that D's
+- the head is folded into D's last layer (``core.drs_calibration.calibrate_last_layer``), and that D's
   logit replaces D̃ in DRS, measured as ``evaluate drs`` measures it
   (``core.drs.fd_with_and_without``, 80th percentile, seeds 0, 1, 2).
 
-    .venv/bin/python scripts/drs_head_calibration.py --dataset fashion-mnist [--whole-map]
+    .venv/bin/python experiments/drs/drs_head_calibration.py --dataset fashion-mnist [--whole-map]
 
-``scripts/drs_head_calibration.jsonl`` and ``-pooled.jsonl`` hold the rows of the runs made on this
+``experiments/drs/drs_head_calibration.jsonl`` and ``-pooled.jsonl`` hold the rows of the runs made on this
 machine (2 CPU cores) on the GANs shipped from commit 9b1e76b until 4b9eef1, whose D had the paper's
 calibration only; ``drs_head_calibration-two-layer.jsonl`` the first protocol (``--whole-map``) on
 the GANs with the two-layer D, shipped before them. To rerun them as recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of
@@ -44,10 +44,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere, like the CLI
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, like the CLI
 from core import data, drs, fidelity, pretrained  # noqa: E402
-from core.models.gan import calibrate_last_layer  # noqa: E402
-from core.train import held_out_images  # noqa: E402
+from core.drs_calibration import calibrate_last_layer  # noqa: E402
+from core.splits import held_out_images  # noqa: E402
 
 
 def main() -> None:

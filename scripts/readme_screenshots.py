@@ -1,0 +1,33 @@
+"""Copy the README's screenshots from the browser tests' output (tests/artifacts/, written by
+`make test`) to docs/screenshots/, scaled to 960 px wide. Run it after the browser tests."""
+
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+# README name <- the browser test's screenshot
+SHOTS = {
+    "latent-map.png": "map-box-fashion-mnist.png",
+    "home.png": "page-home.png",
+    "clusters.png": "page-clusters.png",
+    "generate.png": "page-generate.png",
+    "drs.png": "page-drs.png",
+    "interpolate.png": "page-interpolate.png",
+    "upload.png": "upload-hostile-names.png",
+    **{f"present-{page}.png": f"present-{page}.png"
+       for page in ("home", "latent_map", "clusters", "generate", "drs", "interpolate", "upload")},
+}
+WIDTH = 960
+
+missing = [source for source in SHOTS.values() if not (ROOT / "tests" / "artifacts" / source).exists()]
+if missing:
+    sys.exit(f"run the browser tests first (make test): missing {', '.join(missing)}")
+out = ROOT / "docs" / "screenshots"
+out.mkdir(parents=True, exist_ok=True)
+for name, source in SHOTS.items():
+    im = Image.open(ROOT / "tests" / "artifacts" / source).convert("RGB")
+    im = im.resize((WIDTH, round(im.height * WIDTH / im.width)), Image.Resampling.LANCZOS)
+    im.save(out / name, optimize=True)
+print(f"{len(SHOTS)} screenshots in {out.relative_to(ROOT)}")
