@@ -3,9 +3,14 @@
 that core never imports Streamlit."""
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+# The server's background warm-up would load every model beside the timed renders, and a process
+# that exits while it runs torch is aborted: each page loads what it needs when it is rendered.
+os.environ["LATENT_LAB_WARM_UP"] = "0"
 
 from streamlit.testing.v1 import AppTest
 
