@@ -81,7 +81,8 @@ def make_parser() -> Parser:
 
     p = sub.add_parser("augment", help="classifier test error with and without exemplar augmentation")
     p.add_argument("--dataset", choices=names.DATASETS, default=names.DEFAULT_DATASET)
-    p.add_argument("--epochs", type=positive, default=30, help="classifier epochs (default 30)")
+    p.add_argument("--epochs", type=positive, default=100, help="classifier epochs (default 100, as the paper's code)")
+    p.add_argument("--seeds", type=positive, default=3, help="pairs of classifiers, seeds 0..N-1 (default 3)")
     p.add_argument("--record", action="store_true", help="store the result in the manifest entry")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -217,19 +218,22 @@ def cmd_ship(args) -> None:
 
 
 def cmd_augment(args) -> None:
-    from core import augment, pretrained
+    from core import augment, pretrained, train
 
-    model, _ = pretrained.load("exemplar_vae", args.dataset)
-    result = augment.compare(args.dataset, model, augment.AugmentConfig(epochs=args.epochs),
-                             progress=not args.quiet)
-    result["command"] = f"python -m core augment --dataset {args.dataset} --epochs {args.epochs}"
+    model, entry = pretrained.load("exemplar_vae", args.dataset)
+    # Finished seeds are kept per generator checkpoint, so an interrupted run goes on where it was.
+    done = train.RUNS_DIR / f"augment-{args.dataset}" / entry["sha256"][:16]
+    result = augment.compare_seeds(args.dataset, model, augment.AugmentConfig(epochs=args.epochs), args.seeds,
+                                   progress=not args.quiet, done=done)
+    result["command"] = f"python -m core augment --dataset {args.dataset} --epochs {args.epochs} --seeds {args.seeds}"
     if args.record:
         pretrained.record("exemplar_vae", args.dataset, "augmentation", result)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"test error: {result['baseline_test_error']:.2%} without, "
-              f"{result['augmented_test_error']:.2%} with exemplar augmentation")
+        print(f"test error over {args.seeds} seed(s): {result['baseline_test_error']:.2%} without, "
+              f"{result['augmented_test_error']:.2%} with exemplar augmentation "
+              f"(change {result['change']:+.2%} ± {result['change_std']:.2%})")
 
 
 def cmd_map(args) -> None:

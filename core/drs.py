@@ -36,6 +36,7 @@ VALIDATION_POOL_FACTOR = 30  # pool = 30 × the samples compared, so the 95th (�
 # Independent random streams, one per purpose, so that adding or changing one part of the study
 # leaves the samples of every other part as they were.
 VALIDATION_STREAM, FEATURE_RATIO_STREAM = 10_000, 20_000
+PRECISION_RECALL_SPACE, PRECISION_RECALL_K = "probe", 3  # k = 3, as Kynkäänniemi et al. recommend
 
 
 def check_percentile(p: float) -> float:
@@ -181,16 +182,36 @@ def rejection_sample(gan, n: int, max_logit: float, percentile: float,
     return torch.cat(kept)[:n], total / drawn
 
 
+def draw_with_and_without(gan, n: int, percentile: float, generator: torch.Generator | None = None,
+                          score: Score | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One independent draw of DRS: BurnIn, then n plain samples and n accepted by Algorithm 1.
+    Returns (plain, accepted, acceptance rate). ``score`` replaces D's logit as the log-ratio
+    estimate, as in ``draw``."""
+    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator, score)
+    plain = gan.sample(n, generator)
+    kept, rate = rejection_sample(gan, n, max_logit, percentile, generator, score=score)
+    return plain, kept, rate
+
+
 def fd_with_and_without(gan, yardstick, n: int, percentile: float,
                         generator: torch.Generator | None = None,
                         score: Score | None = None) -> tuple[float, float, float]:
-    """One independent measurement of DRS: BurnIn, then the FD (``fidelity.Yardstick``) of n plain
-    samples and of n accepted by Algorithm 1. Returns (FD without, FD with, acceptance rate).
-    ``score`` replaces D's logit as the log-ratio estimate, as in ``draw``."""
-    max_logit = burn_in(gan, BURN_IN_SAMPLES, generator, score)
-    fd_plain = yardstick.fd(gan.sample(n, generator))
-    kept, rate = rejection_sample(gan, n, max_logit, percentile, generator, score=score)
-    return fd_plain, yardstick.fd(kept), rate
+    """``draw_with_and_without``, measured: (FD without, FD with, acceptance rate), the FD in
+    ``yardstick`` (a ``fidelity.FeatureSpace``)."""
+    plain, kept, rate = draw_with_and_without(gan, n, percentile, generator, score)
+    return yardstick.fd(plain), yardstick.fd(kept), rate
+
+
+def independent_spaces(dataset: str, test_images: torch.Tensor) -> dict:
+    """Feature spaces that play no part in calibrating D or choosing γ (those use the yardstick
+    classifier's): the shipped probe, an MLP classifier of another architecture and seed
+    (``core/models/probe.py``), and SwAV's globally pooled backbone, which no label shaped."""
+    from core import fidelity, pretrained
+
+    probe, _ = pretrained.load("probe", dataset)
+    swav, _ = pretrained.load("swav", dataset)
+    return {"probe": fidelity.FeatureSpace(probe.features, test_images),
+            "swav_pooled": fidelity.FeatureSpace(lambda x: swav.feature_map(x, 1), test_images)}
 
 
 def feature_ratio(features: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
@@ -324,19 +345,34 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
     for p in tqdm(SWEEP_PERCENTILES, desc="DRS percentiles", disable=not progress):
         accepted, rate = rejection_sample(gan, n, max_logit, p, generator)
         fd, shares = quality(accepted)
-        sweep[p] = {"fd": fd, "acceptance_rate": rate, "class_shares": shares}
+        sweep[p] = {"fd": fd, "acceptance_rate": rate, "class_shares": shares,
+                    "images": accepted if p == percentile else None}
     chosen = sweep[percentile] if percentile in sweep else None
     if chosen is None:
         accepted, rate = rejection_sample(gan, n, max_logit, percentile, generator)
         fd, shares = quality(accepted)
-        chosen = {"fd": fd, "acceptance_rate": rate, "class_shares": shares}
+        chosen = {"fd": fd, "acceptance_rate": rate, "class_shares": shares, "images": accepted}
     # The same measurement in further independent draws (BurnIn, plain samples, DRS), so that the
     # figure comes with its spread: on Fashion-MNIST one draw's change is within that spread of 0.
-    changes = [chosen["fd"] / fd_gan - 1]
+    draws = [(samples, chosen["images"])]
     for draw_seed in tqdm(range(seed + 1, seed + DRAWS), desc="further draws", disable=not progress):
-        fd_plain, fd_kept, _ = fd_with_and_without(gan, yardstick, n, percentile,
-                                                   torch.Generator().manual_seed(draw_seed))
-        changes.append(fd_kept / fd_plain - 1)
+        plain, kept, _ = draw_with_and_without(gan, n, percentile, torch.Generator().manual_seed(draw_seed))
+        draws.append((plain, kept))
+    changes = [yardstick.fd(kept) / yardstick.fd(plain) - 1 for plain, kept in draws]
+    # The same draws judged in features that chose nothing: a gain that holds only in the
+    # yardstick's features would be a gain in the measure that was optimised.
+    independent = {}
+    for name, space in independent_spaces(dataset, test.images).items():
+        by_draw = [space.fd(kept) / space.fd(plain) - 1 for plain, kept in draws]
+        independent[name] = {"fd_gan": space.fd(samples), "fd_drs": space.fd(chosen["images"]),
+                             "fd_change": by_draw[0], "fd_change_by_draw": by_draw,
+                             "fd_change_median": float(np.median(by_draw)),
+                             "fd_train_images": space.fd(train_images[:n])}
+        if name == PRECISION_RECALL_SPACE:
+            (p_gan, r_gan), (p_drs, r_drs) = (space.precision_recall(samples, PRECISION_RECALL_K),
+                                              space.precision_recall(chosen["images"], PRECISION_RECALL_K))
+            independent[name].update(precision_gan=p_gan, recall_gan=r_gan, precision_drs=p_drs,
+                                     recall_drs=r_drs, precision_recall_k=PRECISION_RECALL_K)
     train_fd, _ = quality(train_images[:n])
     # The reference: the same rule with the ratio fitted in the FD's feature space, on the real
     # images the GAN never saw (the ones D was calibrated on) against as many fresh fakes.
@@ -357,6 +393,9 @@ def study(dataset: str, *, limit: int | None = None, progress: bool = True, mode
         "fd_change": chosen["fd"] / fd_gan - 1,
         "fd_change_by_draw": changes,  # the first is fd_change; then seeds seed+1, seed+2, ...
         "fd_change_median": float(np.median(changes)),
+        # The FD change, in the same draws, in spaces no choice was made in (``independent_spaces``),
+        # and precision and recall (test set against samples) in the probe's.
+        "independent": independent,
         "acceptance_rate": chosen["acceptance_rate"],
         "gamma_percentile": percentile,
         # How γ's percentile was set: chosen on the GAN's training images (the FD at each choice

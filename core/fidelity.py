@@ -1,4 +1,5 @@
-"""Sample quality measured with the project's own classifier (``core/models/classifier.py``).
+"""Sample quality in a feature space: by default the project's own classifier
+(``core/models/classifier.py``, the yardstick), or any other feature map (``FeatureSpace``).
 
 - Fréchet distance (FD) between two sets of images: the FID formula (Heusel et al. 2017),
   ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½), on the classifier's 128-d penultimate features instead of
@@ -6,9 +7,13 @@
   not with published FIDs.
 - Class shares: how a set of samples spreads over the classes by the classifier's labels, the
   mode-coverage view of the same samples.
+- Precision and recall (Kynkäänniemi et al. 2019): FD mixes fidelity and diversity into one
+  number; these separate them, on any features.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
@@ -34,19 +39,70 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(middle).sum())
 
 
+def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Each point's distance to its k-th nearest other point of the same set (exact, faiss)."""
+    import faiss
+
+    x = np.ascontiguousarray(features.float().numpy())
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    squared, _ = index.search(x, k + 1)  # the first hit is the point itself
+    return torch.from_numpy(squared[:, k]).double().clamp_min(0).sqrt()
+
+
+def share_inside_manifold(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor,
+                          chunk: int = 1000) -> float:
+    """The share of ``queries`` that fall inside at least one ball around ``support`` (ball i has
+    radius ``radii[i]``): the manifold estimate of Kynkäänniemi et al."""
+    support = support.double()
+    inside = 0
+    for start in range(0, len(queries), chunk):
+        distances = torch.cdist(queries[start : start + chunk].double(), support)
+        inside += int((distances <= radii[None, :]).any(dim=1).sum())
+    return inside / len(queries)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of ``fake`` against ``real``
+    features: precision is the share of fakes inside the real manifold (a ball around each real
+    point reaching its k-th neighbour), recall the share of reals inside the fake manifold."""
+    precision = share_inside_manifold(fake, real, knn_radii(real, k))
+    recall = share_inside_manifold(real, fake, knn_radii(fake, k))
+    return precision, recall
+
+
 def class_shares(labels: torch.Tensor, classes: int) -> list[float]:
     counts = torch.bincount(labels, minlength=classes).double()
     return (counts / counts.sum()).tolist()
 
 
-class Yardstick:
-    """The classifier and the test set's feature statistics, computed once: FD and class shares of
-    any set of images against that test set."""
+class FeatureSpace:
+    """A feature map and the test set's features in it, computed once: the FD of any set of
+    images against that test set, and the test features for precision and recall."""
+
+    def __init__(self, features: Callable[[torch.Tensor], torch.Tensor], test_images: torch.Tensor):
+        self.features = features
+        self.test_features = features(test_images)
+        self.reference = feature_statistics(self.test_features)
+
+    def fd(self, images: torch.Tensor) -> float:
+        return frechet_distance(feature_statistics(self.features(images)), self.reference)
+
+    def precision_recall(self, images: torch.Tensor, k: int = 3) -> tuple[float, float]:
+        """Of ``images`` against the test set, on as many of each (the first m of the larger):
+        the k-NN radii, and so both figures, depend on how many points a set has."""
+        m = min(len(self.test_features), len(images))
+        return precision_recall(self.test_features[:m], self.features(images[:m]), k)
+
+
+class Yardstick(FeatureSpace):
+    """The shipped classifier's feature space: FD against the test set, and class shares of any
+    set of images by the classifier's labels."""
 
     def __init__(self, classifier, test_images: torch.Tensor, classes: int):
+        super().__init__(classifier.features, test_images)
         self.classifier = classifier
         self.classes = classes
-        self.reference = feature_statistics(classifier.features(test_images))
 
     @classmethod
     def shipped(cls, dataset: str) -> "Yardstick":
@@ -56,9 +112,6 @@ class Yardstick:
         classifier, _ = pretrained.load("classifier", dataset)
         test = data.load(dataset, "test")
         return cls(classifier, test.images, len(test.classes))
-
-    def fd(self, images: torch.Tensor) -> float:
-        return frechet_distance(feature_statistics(self.classifier.features(images)), self.reference)
 
     def class_shares(self, images: torch.Tensor) -> list[float]:
         return class_shares(self.classifier.predict(images), self.classes)

@@ -4,5 +4,5 @@ a test keeps ``MODEL_FAMILIES`` equal to the families ``core.models`` builds."""
 
 DATASETS = ("fashion-mnist", "mnist")
 DEFAULT_DATASET = "fashion-mnist"
-MODEL_FAMILIES = ("vae", "exemplar_vae", "classifier", "swav", "gan", "gon", "implicit_gon", "gon_ae",
+MODEL_FAMILIES = ("vae", "exemplar_vae", "classifier", "probe", "swav", "gan", "gon", "implicit_gon", "gon_ae",
                   "implicit_gon_ae")

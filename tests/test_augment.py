@@ -1,4 +1,5 @@
-"""Exemplar augmentation: both classifiers train on the same schedule; generated images get labels."""
+"""Exemplar augmentation: both classifiers train on the same schedule and split; generated images
+get their source's label; seeds give a spread."""
 
 import torch
 
@@ -6,10 +7,26 @@ from core import augment, data
 from core.models.exemplar_vae import ExemplarVAE, ExemplarVAEConfig
 
 
-def test_baseline_and_augmented_classifiers_both_learn(monkeypatch):
+def small_model() -> ExemplarVAE:
     torch.manual_seed(0)
     model = ExemplarVAE(ExemplarVAEConfig(latent_dim=4, hidden_dim=16))
     model.set_exemplars(data.load("mnist", "train").images)
+    return model
+
+
+def test_the_validation_sixth_is_held_out_and_fixed_by_the_seed():
+    train = data.load("mnist", "train")
+    config = augment.AugmentConfig()
+    fit, validation = augment.split(train, config)
+    assert len(validation) == round(len(train) / 6) and len(fit) + len(validation) == len(train)
+    assert not set(fit.tolist()) & set(validation.tolist())
+    again, _ = augment.split(train, config)
+    other, _ = augment.split(train, augment.AugmentConfig(seed=1))
+    assert torch.equal(fit, again) and not torch.equal(fit, other)
+
+
+def test_baseline_and_augmented_classifiers_both_learn(monkeypatch):
+    model = small_model()
     calls = []
     original = model.generate_from
 
@@ -18,9 +35,45 @@ def test_baseline_and_augmented_classifiers_both_learn(monkeypatch):
         return original(images, per_image, generator)
 
     monkeypatch.setattr(model, "generate_from", counting)
-    config = augment.AugmentConfig(epochs=1, hidden=64)
+    config = augment.AugmentConfig(epochs=2, hidden=64)
     result = augment.compare("mnist", model, config, progress=False)
     assert 0.0 <= result["augmented_test_error"] <= 1.0
-    assert result["baseline_test_error"] < 0.5  # a 784-64-64-10 MLP learns MNIST in one epoch
-    assert calls and all(c == (100, 1) for c in calls)  # one generated image per real one
-    assert len(calls) == 4000 // 100
+    assert result["baseline_test_error"] < 0.5  # a 784-64-64-10 MLP learns MNIST in two epochs
+    assert [p["epoch"] for p in result["baseline_curve"]] == [1, 2]
+    assert result["baseline_curve"][-1]["test_error"] == result["baseline_test_error"]  # the last epoch
+    fit_images = 4000 - round(4000 / 6)
+    batches = -(-fit_images // 100)
+    training_calls = calls[: 2 * batches]
+    assert all(c[1] == 1 for c in training_calls)  # one generated image per real one
+    assert sum(c[0] for c in training_calls) == 2 * fit_images  # only the images it trains on
+    agreement = result["label_agreement"]
+    assert 0 <= agreement["error_real"] <= agreement["error_generated"] <= 1
+
+
+def test_seeds_report_each_arm_and_the_paired_change_with_spread():
+    result = augment.compare_seeds("mnist", small_model(), augment.AugmentConfig(epochs=1, hidden=32), 2,
+                                   progress=False)
+    runs = result["runs"]
+    assert [r["config"]["seed"] for r in runs] == [0, 1]
+    changes = [r["augmented_test_error"] - r["baseline_test_error"] for r in runs]
+    assert abs(result["change"] - sum(changes) / 2) < 1e-12
+    assert abs(result["change_std"] - abs(changes[0] - changes[1]) / 2 ** 0.5) < 1e-12
+    assert result["baseline_test_error_std"] >= 0 and "seed" not in result["config"]
+
+
+def test_finished_seeds_are_read_back_not_rerun(tmp_path, monkeypatch):
+    model, config = small_model(), augment.AugmentConfig(epochs=1, hidden=16)
+    first = augment.compare_seeds("mnist", model, config, 1, progress=False, done=tmp_path)
+    assert (tmp_path / "seed-0.json").exists()
+
+    def rerun(*args, **kwargs):
+        raise AssertionError("seed 0 was saved and should be read back")
+
+    monkeypatch.setattr(augment, "compare", rerun)
+    again = augment.compare_seeds("mnist", model, config, 1, progress=False, done=tmp_path)
+    assert again["baseline_test_error"] == first["baseline_test_error"]
+    monkeypatch.undo()
+    # Another config is another run: the saved seed does not stand in for it.
+    other = augment.compare_seeds("mnist", model, augment.AugmentConfig(epochs=1, hidden=8), 1,
+                                  progress=False, done=tmp_path)
+    assert other["config"]["hidden"] == 8

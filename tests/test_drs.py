@@ -106,6 +106,42 @@ def test_yardstick_measures_images_against_the_test_set():
     assert yardstick.class_shares(darker) == [1.0, 0.0]  # every darkened image is below 0.5
 
 
+def test_knn_radii_are_the_exact_kth_neighbour_distance():
+    x = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
+    brute = torch.cdist(x.double(), x.double()).sort(dim=1).values[:, 3]  # column 0 is the point itself
+    assert torch.allclose(fidelity.knn_radii(x, 3), brute, atol=1e-4)
+
+
+def test_precision_and_recall_tell_fidelity_from_diversity():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(2000, 8, generator=generator)
+    same = fidelity.precision_recall(real, torch.randn(2000, 8, generator=generator))
+    collapsed = fidelity.precision_recall(real, 0.2 * torch.randn(2000, 8, generator=generator))
+    elsewhere = fidelity.precision_recall(real, torch.randn(2000, 8, generator=generator) + 10)
+    assert same[0] > 0.7 and same[1] > 0.7  # one distribution: most of each inside the other
+    assert collapsed[0] > 0.99 and collapsed[1] < 0.2  # faithful but not diverse
+    assert elsewhere == (0.0, 0.0)
+
+
+def test_feature_space_precision_recall_uses_as_many_of_each():
+    generator = torch.Generator().manual_seed(0)
+    test = torch.rand(300, 1, 28, 28, generator=generator)
+    space = fidelity.FeatureSpace(lambda images: images.flatten(1)[:, :6], test)
+    many = torch.rand(3000, 1, 28, 28, generator=generator)
+    assert space.precision_recall(many) == fidelity.precision_recall(test.flatten(1)[:, :6],
+                                                                     many[:300].flatten(1)[:, :6])
+
+
+def test_probe_is_an_mlp_with_its_own_features():
+    net = models.build("probe", {"hidden": 16, "features": 8})
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in net.modules())  # another architecture
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))
+    before = [p.clone() for p in net.parameters()]
+    net.train_step(x, y, net.configure_optimizers(), epoch=0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert net.features(x).shape == (8, 8) and net.predict(x).shape == (8,)
+
+
 def test_one_drs_measurement_moves_the_fd_towards_what_d_prefers():
     # BrightnessGAN's D likes bright images; the "test set" is brighter than its samples.
     generator = torch.Generator().manual_seed(1)

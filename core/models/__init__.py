@@ -11,6 +11,7 @@ from core.models.exemplar_vae import ExemplarVAE
 from core.models.gan import GAN
 from core.models.gon import GON, ImplicitGON
 from core.models.gon_ae import GONAutoencoder, ImplicitGONAutoencoder
+from core.models.probe import Probe
 from core.models.swav import SwAV
 from core.models.vae import VAE
 
@@ -18,6 +19,7 @@ MODELS: dict[str, type[nn.Module]] = {
     VAE.family: VAE,
     ExemplarVAE.family: ExemplarVAE,
     Classifier.family: Classifier,
+    Probe.family: Probe,
     SwAV.family: SwAV,
     GAN.family: GAN,
     GON.family: GON,

@@ -37,23 +37,17 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-class Classifier(nn.Module):
-    family = "classifier"
-    Config = ClassifierConfig
-    TABLE_COLUMNS = (("test accuracy", "accuracy", "{:.4f}"), ("test images", "test_images", "{}"))
+class LabelClassifier(nn.Module):
+    """What every classifier here shares: a ``body`` to penultimate features and a ``head`` to
+    class logits, trained with Adam and cross-entropy, lr / 10 from ``config.decay_epoch``."""
 
-    def __init__(self, config: ClassifierConfig):
-        super().__init__()
-        self.config = config
-        w = config.width
-        self.body = nn.Sequential(
-            conv_block(1, w),  # (B, w, 14, 14)
-            conv_block(w, 2 * w),  # (B, 2w, 7, 7)
-            nn.Flatten(),
-            nn.Dropout(config.dropout),
-            nn.Linear(2 * w * 7 * 7, FEATURES), nn.ReLU(),
-        )
-        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(FEATURES, config.classes))
+    TABLE_COLUMNS = (("test accuracy", "accuracy", "{:.4f}"), ("test images", "test_images", "{}"))
+    body: nn.Module
+    head: nn.Module
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The training batch as the network sees it; unchanged unless a family says otherwise."""
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B, classes) of images (B, 1, 28, 28) in [0, 1]."""
@@ -61,7 +55,7 @@ class Classifier(nn.Module):
 
     @inference
     def features(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """Penultimate activations (N, 128), in eval mode, batched so any N fits in memory."""
+        """Penultimate activations (N, features), in eval mode, batched so any N fits in memory."""
         return torch.cat([self.body(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
     @inference
@@ -75,11 +69,7 @@ class Classifier(nn.Module):
     def train_step(self, x, y, optimizers, *, epoch: int) -> dict[str, float]:
         for group in optimizers["adam"].param_groups:
             group["lr"] = self.config.lr * (0.1 if epoch >= self.config.decay_epoch else 1.0)
-        # Small random shifts (±2 px): the one augmentation that helps a 28×28 CNN without
-        # changing what the class looks like.
-        dx, dy = torch.randint(-2, 3, (2,)).tolist()
-        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        logits = self(x)
+        logits = self(self.augment(x))
         loss = F.cross_entropy(logits, y)
         optimizers["adam"].zero_grad(set_to_none=True)
         loss.backward()
@@ -101,3 +91,27 @@ class Classifier(nn.Module):
         return {"dataset": dataset, "test_images": len(labels),
                 "accuracy": (predicted == labels).float().mean().item(),
                 "per_class_accuracy": per_class, "seconds": round(time.perf_counter() - began, 1)}
+
+
+class Classifier(LabelClassifier):
+    family = "classifier"
+    Config = ClassifierConfig
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.body = nn.Sequential(
+            conv_block(1, w),  # (B, w, 14, 14)
+            conv_block(w, 2 * w),  # (B, 2w, 7, 7)
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(2 * w * 7 * 7, FEATURES), nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(FEATURES, config.classes))
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Small random shifts (±2 px): the one augmentation that helps a 28×28 CNN without
+        changing what the class looks like."""
+        dx, dy = torch.randint(-2, 3, (2,)).tolist()
+        return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
