@@ -1,5 +1,5 @@
 """Copy the README's screenshots from the browser tests' output (tests/artifacts/, written by
-`make test`) to docs/screenshots/, scaled to 960 px wide. Run it after the browser tests."""
+`make test` and `make test-slow`) to docs/screenshots/, scaled to 960 px wide. Run it after both."""
 
 import sys
 from pathlib import Path
@@ -23,7 +23,7 @@ WIDTH = 960
 
 missing = [source for source in SHOTS.values() if not (ROOT / "tests" / "artifacts" / source).exists()]
 if missing:
-    sys.exit(f"run the browser tests first (make test): missing {', '.join(missing)}")
+    sys.exit(f"run the browser tests first (make test and make test-slow): missing {', '.join(missing)}")
 out = ROOT / "docs" / "screenshots"
 out.mkdir(parents=True, exist_ok=True)
 for name, source in SHOTS.items():

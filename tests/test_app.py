@@ -17,10 +17,9 @@ def run_page(path: str, query: dict | None = None) -> AppTest:
     at = AppTest.from_file(MAIN, default_timeout=120)
     for key, value in (query or {}).items():
         at.query_params[key] = value
-    at.run()
     if path != PAGES[0].path:
-        at.switch_page(path)
-        at.run()
+        at.switch_page(path)  # straight there: the first run is the page's own
+    at.run()
     return at
 
 

@@ -114,6 +114,7 @@ def test_an_uploaded_image_arrives_on_the_interpolate_page(app_url, browser, tmp
     follow_to_interpolate(page, "upload my-digit.png", "interpolate-upload-endpoint.png")
 
 
+@pytest.mark.slow  # every page is opened in the default suite too, in presentation mode (below)
 @pytest.mark.parametrize("spec", PAGES_TO_SMOKE, ids=lambda s: s.title)
 def test_every_page_renders_without_an_error_box(app_url, browser, spec):
     """Issue 9, item 7: each page in Chromium, a screenshot each (tests/artifacts/page-*.png)."""
@@ -131,6 +132,7 @@ def shipped_maps(dataset: str) -> list[str]:
     return [e["model"] for e in pretrained.read_manifest() if e["kind"] == "map" and e["dataset"] == dataset]
 
 
+@pytest.mark.slow  # the default suite draws one 70k map (tests/test_map_browser.py)
 @pytest.mark.parametrize("model", shipped_maps("fashion-mnist"))
 def test_every_shipped_70k_map_renders(app_url, browser, model):
     """Issue 4: each model's map with all 70,000 points, drawn by WebGL in a real browser."""
@@ -160,6 +162,7 @@ def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
     page.wait_for_function("() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize) >= 48",
                            timeout=15_000)
     assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
     # The page's title sits below the bar of pages, not under it.
     title_top = page.evaluate("document.querySelector('h1').getBoundingClientRect().top")
     bar_bottom = page.evaluate("Math.max(...[...document.querySelectorAll(\"[data-testid='stTopNavLink']\")]"

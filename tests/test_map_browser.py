@@ -102,7 +102,7 @@ def test_a_box_selection_shows_its_gallery_and_settles(browser, app_url, dataset
     m.close()
 
 
-def test_a_lasso_selection_shows_its_gallery_and_settles(browser, app_url):
+def test_a_lasso_selection_shows_its_gallery_settles_and_exports_as_csv(browser, app_url):
     m = open_map(browser, app_url)
     start = m.runs
     shown, _ = m.lasso_select(m.dense_spot(), radius=35)
@@ -110,12 +110,6 @@ def test_a_lasso_selection_shows_its_gallery_and_settles(browser, app_url):
     assert m.runs_after(start) <= 1  # at most the one rerun the gesture asks for: no loop
     assert m.ringed() == shown
     shot(m, "map-lasso.png")
-    m.close()
-
-
-def test_a_selection_exports_as_csv(browser, app_url):
-    m = open_map(browser, app_url)
-    shown, _, _ = m.box_select(m.dense_spot(), half=25)
     with m.page.expect_download() as download:
         m.page.get_by_role("button", name="Download indices and labels (CSV)").click()
     rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))

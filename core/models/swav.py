@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
 from core.models.inference import inference
@@ -107,6 +106,8 @@ def random_crops(x: Tensor, n: int, size: int, scale: tuple[float, float], flip:
     y0 = torch.rand(m, generator=generator) * (h - ch)
     owner = torch.arange(b).repeat(n).float()  # crop j of image i sits at j * B + i
     boxes = torch.stack([owner, x0, y0, x0 + cw, y0 + ch], dim=1)  # (m, 5): image, x1, y1, x2, y2
+    from torchvision.ops import roi_align  # here, not at the top: it imports torch._dynamo (3 s)
+
     crops = roi_align(x, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=1, aligned=True)
     if flip:
         mirrored = torch.rand(m, generator=generator) < 0.5
