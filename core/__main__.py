@@ -42,6 +42,20 @@ def positive(text: str) -> int:
     return value
 
 
+def setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value read as JSON where it is JSON (128, 0.5, true), as text otherwise."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a config field as KEY, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if isinstance(value, (list, dict)) or value is None:
+        raise argparse.ArgumentTypeError(f"expected a number, true/false or a word for {key}, got {raw!r}")
+    return key, value
+
+
 def make_parser() -> Parser:
     from core import names  # not core.data or core.models: they import torch, which takes seconds
 
@@ -55,6 +69,8 @@ def make_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue runs/MODEL-DATASET/checkpoint.pt")
     p.add_argument("--limit", type=positive, help="train on the first N training images only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE",
+                   help="a field of the model's config for a new run, e.g. --set latent_dim=128 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("evaluate", help="measure a model (or a study such as drs) on the test split")
@@ -132,7 +148,7 @@ def make_parser() -> Parser:
 def cmd_train(args) -> None:
     from core import train
 
-    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed)
+    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed, model=dict(args.set))
     path = train.train(args.model, args.dataset, config, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
 

@@ -24,9 +24,10 @@ never stopped.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,6 +54,7 @@ class TrainConfig:
     warmup_epochs: int = 10  # KL weight rises linearly from 0 to 1 (the paper uses 100 of 2000)
     seed: int = 0
     limit: int | None = None  # first N training images only (smoke tests)
+    model: dict[str, Any] = field(default_factory=dict)  # the family's config fields that differ from its defaults
 
 
 def run_dir(model_name: str, dataset: str) -> Path:
@@ -86,6 +88,8 @@ def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: 
         command += f" --limit {config.limit}"
     if config.seed:
         command += f" --seed {config.seed}"
+    for key, value in sorted(config.model.items()):
+        command += f" --set {key}={json.dumps(value) if not isinstance(value, str) else value}"
     return command
 
 
@@ -107,11 +111,15 @@ def start_or_resume(model_name: str, config: TrainConfig, path: Path, resume: bo
         raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
     if resume and path.exists():
         model, state = checkpoint.load(path)
+        saved = TrainConfig(**{**state["train_config"], "epochs": config.epochs})
+        if config.model and config.model != saved.model:
+            raise ValueError(f"{path} was trained with {saved.model or 'the default config'}; a resumed run "
+                             "keeps its settings: drop --set, or start a new run")
         torch.set_rng_state(state["rng"])
-        return Run(model, TrainConfig(**{**state["train_config"], "epochs": config.epochs}), state,
+        return Run(model, saved, state,
                    state["history"], state["seconds"], state["step"], state["epoch"])
     torch.manual_seed(config.seed)
-    return Run(models.build(model_name), config, None, [], 0.0, 0, 0)
+    return Run(models.build(model_name, config.model), config, None, [], 0.0, 0, 0)
 
 
 def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = False,

@@ -94,6 +94,9 @@ TORCH_FREE_MISTAKES = [
     ["evaluate", "vae", "--checkpoint", "no/such/file.pt"],
     ["neighbors", "/dev/zero"],
     ["map", "vae", "--seed", "x"],
+    ["train", "gon", "--set", "latent_dim"],
+    ["train", "gon", "--set", "1x=2"],
+    ["train", "gon", "--set", "latent_dim=[1,2]"],
 ]
 
 
@@ -115,6 +118,32 @@ def test_argument_and_path_mistakes_are_answered_before_torch_is_imported():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == f"{[2] * len(TORCH_FREE_MISTAKES)} False", done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_config_setting_must_name_a_field_and_fit_its_type():
+    from core import models
+
+    assert models.build("gon", {"latent_dim": 8, "lr": 1, "learned_step": True}).config.lr == 1.0  # int for float
+    for config, words in [({"latent_dim": "abc"}, "latent_dim takes a int"), ({"latent_dim": True}, "takes a int"),
+                          ({"learned_step": 1}, "takes a bool"), ({"nope": 1}, "has no config field")]:
+        with pytest.raises(ValueError, match=words):
+            models.build("gon", config)
+
+
+def test_a_run_made_with_settings_rebuilds_with_them_and_resumes_only_with_them(isolated_dirs):
+    from core import checkpoint, train
+
+    runs, _ = isolated_dirs
+    config = train.TrainConfig(epochs=1, limit=32, model={"latent_dim": 8, "learned_step": True})
+    path = train.train("gon", "mnist", config, progress=False)
+    model, state = checkpoint.load(path)
+    assert model.config.latent_dim == 8 and model.config.learned_step
+    assert train.rebuild_command("gon", "mnist", train.TrainConfig(**state["train_config"]), 1) == (
+        "python -m core train gon --dataset mnist --epochs 1 --limit 32 --set latent_dim=8 --set learned_step=true")
+    with pytest.raises(ValueError, match="a resumed run keeps its settings"):
+        train.train("gon", "mnist", train.TrainConfig(epochs=2, model={"latent_dim": 16}), resume=True, progress=False)
+    train.train("gon", "mnist", train.TrainConfig(epochs=2), resume=True, progress=False)  # no --set: its own
+    assert checkpoint.load(path)[0].config.latent_dim == 8
 
 
 def test_names_without_torch_are_the_families_and_datasets_with_it():

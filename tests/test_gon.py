@@ -48,6 +48,22 @@ def test_the_latent_is_minus_the_gradient_at_the_origin(family):
     assert not torch.equal(model.encode(x), torch.zeros(3, 32))
 
 
+@pytest.mark.parametrize("family", ["gon", "implicit_gon"])
+def test_a_learned_inner_step_scales_the_latent_and_learns(family):
+    torch.manual_seed(0)
+    plain = models.build(family, SMALL[family])
+    torch.manual_seed(0)
+    stepped = models.build(family, {**SMALL[family], "learned_step": True})
+    x = images(3)
+    assert torch.allclose(stepped.encode(x), plain.encode(x))  # exp(0) = 1 at the start
+    with torch.no_grad():
+        stepped.log_step.fill_(1.0)
+    assert torch.allclose(stepped.encode(x), plain.encode(x) * torch.e, rtol=1e-5)
+    stepped.train_step(images(8), torch.zeros(8, dtype=torch.long), stepped.configure_optimizers(), epoch=0)
+    assert stepped.log_step.item() != 1.0  # trained with the rest
+    assert not hasattr(plain, "log_step")  # and absent unless asked for: shipped checkpoints load as they are
+
+
 @pytest.mark.parametrize("family", list(SMALL))
 def test_a_train_step_changes_the_weights_and_the_inner_gradient_is_second_order(family):
     model = small(family).train()

@@ -42,7 +42,19 @@ def build(name: str, config: dict | None = None) -> nn.Module:
     unknown = set(config or {}) - known
     if unknown:
         raise ValueError(f"{name} has no config field(s) {sorted(unknown)}; known: {sorted(known)}")
-    return cls(cls.Config(**(config or {})))
+    return cls(cls.Config(**{key: checked(name, cls.Config(), key, value) for key, value in (config or {}).items()}))
+
+
+def checked(name: str, defaults, key: str, value):
+    """``value`` for config field ``key``, of the type its default has (an int is taken for a
+    float); a plain error otherwise, as a mistyped ``--set`` deserves."""
+    default = getattr(defaults, key)
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if default is None or (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
+        return value
+    raise ValueError(f"{name}'s {key} takes a {expected.__name__} (default {default!r}), got {value!r}")
 
 
 def config_dict(model: nn.Module) -> dict:

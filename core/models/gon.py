@@ -68,6 +68,9 @@ class GONConfig:
     batch_size: int = 32  # the official code has 64: halved for more steps in our CPU budget
     lr: float = 2e-4
     inner_scale: float = 1.0  # the inner loss's factor: 1 sums it over pixels (see ImplicitGONConfig)
+    # z = -exp(s)·∇ with s learned (from 0), not z = -∇: the official decoder's BatchNorm makes the
+    # latent's scale irrelevant, this one has none, so its weights must otherwise grow to set it.
+    learned_step: bool = False
 
 
 @dataclass
@@ -85,6 +88,7 @@ class ImplicitGONConfig:
     # latent through sin(w0 · W·[c; z]), so a latent 784 times larger (summed loss) lands on
     # phases that wrap many times over, and training stalled at the mean image (loss ~104).
     inner_scale: float = 1 / 784
+    learned_step: bool = False  # as in GONConfig
 
 
 class ConvDecoder(nn.Module):
@@ -157,9 +161,12 @@ class GradientOrigin(nn.Module):
         ("test images", "test_images", "{}"),
     )
 
-    def _sampling_buffers(self, latent_dim: int) -> None:
+    def _shared_state(self, latent_dim: int) -> None:
+        """The sampling Gaussian's buffers, and the learned inner step where the config asks for it."""
         self.register_buffer("latent_mean", torch.zeros(latent_dim))
         self.register_buffer("latent_scale_tril", torch.eye(latent_dim))  # Cholesky factor of the covariance
+        if self.config.learned_step:
+            self.log_step = nn.Parameter(torch.zeros(()))  # the inner step is exp(log_step)
 
     def forward(self, z: Tensor, size: int = 28) -> Tensor:
         return self.decoder(z, size)
@@ -173,7 +180,7 @@ class GradientOrigin(nn.Module):
             z0 = torch.zeros(len(x), self.config.latent_dim, device=x.device, requires_grad=True)
             inner = squared_error(self.decoder(z0), x).sum() * self.config.inner_scale
             (grad,) = torch.autograd.grad(inner, z0, create_graph=create_graph)
-        return -grad
+        return -grad * self.log_step.exp() if self.config.learned_step else -grad
 
     # --- what the app and the CLI call ---
     def encode(self, x: Tensor, batch_size: int = 500) -> Tensor:
@@ -270,7 +277,7 @@ class GON(GradientOrigin):
         super().__init__()
         self.config = config
         self.decoder = ConvDecoder(config.latent_dim, config.width)
-        self._sampling_buffers(config.latent_dim)
+        self._shared_state(config.latent_dim)
 
 
 class ImplicitGON(GradientOrigin):
@@ -282,4 +289,4 @@ class ImplicitGON(GradientOrigin):
         super().__init__()
         self.config = config
         self.decoder = SirenDecoder(config.latent_dim, config.hidden, config.layers, config.w0)
-        self._sampling_buffers(config.latent_dim)
+        self._shared_state(config.latent_dim)
