@@ -1,0 +1,36 @@
+"""scripts/verify_rebuild.py: what counts as the same artifact."""
+
+import importlib.util
+
+import numpy as np
+import torch
+
+from conftest import ROOT
+from core import checkpoint, models
+
+
+def verify_module():
+    spec = importlib.util.spec_from_file_location("verify_rebuild", ROOT / "scripts" / "verify_rebuild.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checkpoints_compare_by_weights_and_arrays_by_values(tmp_path):
+    verify = verify_module()
+    torch.manual_seed(0)
+    net = models.build("probe", {"hidden": 8, "features": 4})
+    checkpoint.save(tmp_path / "a.pt", net, dataset="mnist", step=1, epoch=1, metrics={"x": 1.0})
+    checkpoint.save(tmp_path / "b.pt", net, dataset="mnist", step=1, epoch=1, metrics={"x": 2.0})
+    assert verify.same_contents(tmp_path / "a.pt", tmp_path / "b.pt")[0]  # metrics aside, the same weights
+    with torch.no_grad():
+        net.head[1].bias[0] += 1e-3
+    checkpoint.save(tmp_path / "c.pt", net, dataset="mnist", step=1, epoch=1)
+    same, how = verify.same_contents(tmp_path / "a.pt", tmp_path / "c.pt")
+    assert not same and "1 of" in how and "0.001" in how
+
+    np.savez(tmp_path / "m.npz", coords=np.zeros((5, 2), np.float32), label=np.arange(5))
+    np.savez(tmp_path / "n.npz", coords=np.zeros((5, 2), np.float32), label=np.arange(5))
+    np.savez(tmp_path / "o.npz", coords=np.ones((5, 2), np.float32), label=np.arange(5))
+    assert verify.same_contents(tmp_path / "m.npz", tmp_path / "n.npz")[0]
+    assert not verify.same_contents(tmp_path / "m.npz", tmp_path / "o.npz")[0]
