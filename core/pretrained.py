@@ -234,9 +234,21 @@ def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
         m = e["metrics"]
         row = {"model": e["model"], "dataset": e["dataset"], "epochs": str(e["epochs"]),
                "train time": f"{e['train_seconds'] / 60:.1f} min"}
-        row.update({head: fmt.format(m[key]) if key in m else "" for head, key, fmt in columns_of(e["model"])})
+        row.update({head: "" if (value := metric(m, key)) is None else fmt.format(value)
+                    for head, key, fmt in columns_of(e["model"])})
         rows.append(row)
     return rows
+
+
+def metric(metrics: dict[str, Any], key: str) -> Any:
+    """``metrics[key]``, where a dotted key reaches into nested results (``independent.probe.fd_change``);
+    None where it is absent."""
+    value: Any = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def table_groups(entries: list[dict[str, Any]]) -> list[list[dict[str, str]]]:

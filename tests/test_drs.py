@@ -385,6 +385,29 @@ def test_shipped_gan_figures_come_from_the_cli():
     assert m["fd_change_median"] == sorted(changes)[1]
     # The reference ratio, fitted on the FD's own features, moves the FD further than D does.
     assert m["fd_feature_ratio"] < m["fd_drs"] and -1 <= m["rank_correlation_d_feature_ratio"] <= 1
+    # The same draws in spaces that chose nothing, with precision and recall in the probe's.
+    for space in ("probe", "swav_pooled"):
+        judged = m["independent"][space]
+        assert len(judged["fd_change_by_draw"]) == 3 and judged["fd_change"] == judged["fd_change_by_draw"][0]
+        assert judged["fd_change"] == judged["fd_drs"] / judged["fd_gan"] - 1
+    probe = m["independent"]["probe"]
+    assert probe["precision_recall_k"] == 3
+    assert all(0 <= probe[k] <= 1 for k in ("precision_gan", "recall_gan", "precision_drs", "recall_drs"))
+
+
+def test_docs_quote_the_figures_outside_the_yardstick():
+    from conftest import ROOT
+    from core import pretrained
+
+    doc = (ROOT / "docs" / "drs.md").read_text()
+    percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")  # noqa: E731
+    for dataset in ("fashion-mnist", "mnist"):
+        judged = pretrained.find("gan", dataset)["metrics"]["independent"]
+        for space in ("probe", "swav_pooled"):
+            assert percent(judged[space]["fd_change_median"]) in doc, (dataset, space)
+        probe = judged["probe"]
+        assert f"{probe['precision_gan']:.3f} → {probe['precision_drs']:.3f}" in doc
+        assert f"{probe['recall_gan']:.3f} → {probe['recall_drs']:.3f}" in doc
 
 
 def test_sweep_table_holds_the_figures_in_docs():

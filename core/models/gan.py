@@ -110,6 +110,9 @@ class GAN(nn.Module):
     Config = GANConfig
     TABLE_COLUMNS = (("FD GAN", "fd_gan", "{:.2f}"), ("FD GAN+DRS", "fd_drs", "{:.2f}"),
                      ("FD change", "fd_change", "{:+.1%}"), ("median FD change", "fd_change_median", "{:+.1%}"),
+                     # The same draws judged in features that chose nothing (core.drs.independent_spaces).
+                     ("median, probe features", "independent.probe.fd_change_median", "{:+.1%}"),
+                     ("median, SwAV pooled", "independent.swav_pooled.fd_change_median", "{:+.1%}"),
                      ("acceptance", "acceptance_rate", "{:.1%}"),
                      ("γ percentile", "gamma_percentile", "{}"), ("samples", "samples", "{}"))
 
