@@ -590,7 +590,8 @@ def test_docs_quote_the_recorded_draws():
     # "Their G is the shipped one": the retrained GANs reproduce the FD and the paper's step exactly.
     for dataset in ("fashion-mnist", "mnist"):
         for earlier in (paper[dataset], log_loss[dataset]):
-            assert shipped[dataset]["metrics"]["fd_gan"] == earlier["metrics"]["fd_gan"]
+            # Equal up to the FD's rounding (re-measured with its eigendecompositions on one BLAS thread).
+            assert shipped[dataset]["metrics"]["fd_gan"] == pytest.approx(earlier["metrics"]["fd_gan"], rel=1e-6)
             assert all(shipped[dataset]["curve"][-1][k] == v for k, v in earlier["calibration"].items())
     calibration = paper["fashion-mnist"]["calibration"]
     assert (f"validation loss {calibration['calibration_val_loss_before']:.3f} → "
@@ -806,5 +807,8 @@ def test_the_shipped_fashion_mnist_calibration_chose_as_the_script_did():
     rates = [100 * d["acceptance_rate"] for d in draws]
     assert (f"{percent(draws[0]['fd_change'])}, {percent(draws[1]['fd_change'])} and {percent(draws[2]['fd_change'])} "
             f"in three draws ({min(rates):.1f}–{max(rates):.1f}% accepted)") in readme
+    # The same draws, to the 0.1 point the docs quote: the shipped GAN was re-measured since, with
+    # the FD's eigendecompositions on one BLAS thread, which moves the later digits.
     shipped = pretrained.find("gan", "fashion-mnist")["metrics"]["fd_change_by_draw"]
-    assert [d["fd_change"] for d in draws[1:]] == shipped[1:]
+    assert [percent(d["fd_change"]) for d in draws[1:]] == [percent(c) for c in shipped[1:]]
+    assert [d["fd_change"] for d in draws[1:]] == pytest.approx(shipped[1:], abs=5e-4)
