@@ -19,6 +19,7 @@ def two_clusters(n: int = 150, dim: int = 8, seed: int = 0):
     return codes, labels, is_test
 
 
+@pytest.mark.slow  # numba compiles UMAP on first use: over a minute in a fresh environment
 def test_umap_keeps_clusters_apart_and_is_reproducible():
     codes, labels, is_test = two_clusters()
     xy = projection.fit_umap(codes, seed=0)
