@@ -30,6 +30,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# What a visitor sees as a finished page: the script done, every chart drawn, every image decoded
+# (a chart is drawn in the browser after the script has finished).
+DRAWN = """() => document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning']")
+  && [...document.querySelectorAll("[data-testid='stPlotlyChart']")].every(c => c.querySelector('.main-svg'))
+  && [...document.querySelectorAll('.ll-root')].every(r => r.querySelector('.ll-plot[data-drawn]'))
+  && [...document.querySelectorAll('img')].every(i => i.complete)"""
 MAP_READY = ".ll-root[data-ready='true'] .ll-plot .main-svg"
 THUMB_TEXT = re.compile(r"^#(\d+) (.+) \((train|test)\)$")
 
@@ -337,8 +343,9 @@ def measure(url: str, browser, dataset: str = "fashion-mnist", repeats: int = 3)
 
 
 def first_visits(url: str, browser, dataset: str = "fashion-mnist") -> dict[str, float]:
-    """Seconds from opening each page in a fresh tab to its script finishing, on a server whose
-    caches were warmed by one earlier visit of every page (what a new visitor waits)."""
+    """Seconds from opening each page in a fresh tab to its script finishing and every chart and
+    image drawn, on a server whose caches were warmed by one earlier visit of every page (what a
+    new visitor waits)."""
     seconds = {}
     for spec in PAGES:
         slug = spec.path.split("/")[-1].removesuffix(".py")
@@ -347,6 +354,7 @@ def first_visits(url: str, browser, dataset: str = "fashion-mnist") -> dict[str,
         page.goto(f"{url}/{'' if spec is PAGES[0] else slug}?dataset={dataset}")
         page.wait_for_selector("h1", timeout=120_000)
         page.wait_for_selector(IDLE, timeout=120_000)
+        page.wait_for_function(DRAWN, timeout=120_000, polling=50)
         seconds[slug] = round(time.perf_counter() - began, 2)
         page.close()
     return seconds

@@ -247,8 +247,8 @@ def test_a_run_stopped_during_calibration_calibrates_on_resume(tmp_path, monkeyp
     class TinyConfig(GANConfig):
         width: int = 8
         batch_size: int = 16
-        calibration_steps: int = 50
-        validation_samples: int = 30  # the refit's head and γ, chosen by FD over a pool of 900
+        calibration_steps: int = 20
+        validation_samples: int = 20  # the refit's head and γ, chosen by FD over a pool of 600
 
     monkeypatch.setattr(GAN, "Config", TinyConfig)
     config, out = train.TrainConfig(epochs=1, limit=64), tmp_path / "run"

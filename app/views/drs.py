@@ -112,8 +112,7 @@ t = toy["metrics"]
 titles = {"real": "Real: 25 Gaussians, σ = 0.05",
           "gan": f"GAN: {t['hq_gan']:.0%} high quality, {t['modes_gan']} modes",
           "drs": f"GAN + DRS: {t['hq_drs']:.0%} high quality, {t['modes_drs']} modes"}
-for col, fig in zip(st.columns(3), figures.point_clouds({k: clouds[k] for k in ("real", "gan", "drs")}, titles)):
-    col.plotly_chart(fig)
+st.plotly_chart(figures.point_clouds({k: clouds[k] for k in ("real", "gan", "drs")}, titles))
 st.caption(f"High quality: within 4σ of a centre. Acceptance rate {t['acceptance_rate']:.1%} at the "
            f"{t['gamma_percentile']:g}th percentile; std of the high-quality points "
            f"{t['hq_std_gan']:.3f} → {t['hq_std_drs']:.3f}. Rebuilt with `{toy['command']}`.")
