@@ -7,19 +7,27 @@ import plotly.graph_objects as go
 from plotly import colors as px_colors
 
 
-def learning_curves(entries: list[dict]) -> go.Figure:
-    """Test ELBO per epoch (on the first 1,000 test images) of each shipped model."""
+CURVES = {  # the learning curve each kind of model records per epoch: (key, axis title, settle)
+    "test_elbo": ("test ELBO (nats, higher is better)", 1.0),
+    "test_recon_mse": ("test reconstruction error (sum over pixels, lower is better)", 0.5),
+}
+
+
+def learning_curves(entries: list[dict], key: str = "test_elbo") -> go.Figure:
+    """``key`` per epoch (on the first test images, as ``curve_point`` records it) of each
+    shipped model, one line per model."""
+    title, margin = CURVES[key]
     fig = go.Figure()
     for e in entries:
         curve = e.get("curve", [])
-        fig.add_trace(go.Scatter(x=[c["epoch"] for c in curve], y=[c["test_elbo"] for c in curve],
+        fig.add_trace(go.Scatter(x=[c["epoch"] for c in curve], y=[c[key] for c in curve],
                                  mode="lines", name=e["model"]))
-    # The first epochs (KL warm-up) sit far below the rest; leave them out of the y range so the
-    # part worth comparing fills the plot.
-    settled = [c["test_elbo"] for e in entries for c in e.get("curve", [])[len(e["curve"]) // 10 :]]
+    # The first epochs (a KL warm-up, or a decoder still learning the mean image) sit far from the
+    # rest; leave them out of the y range so the part worth comparing fills the plot.
+    settled = [c[key] for e in entries for c in e.get("curve", [])[len(e["curve"]) // 10 :]]
     if settled:
-        fig.update_yaxes(range=[min(settled) - 1.0, max(settled) + 1.0])
-    fig.update_layout(xaxis_title="epoch", yaxis_title="test ELBO (nats, higher is better)",
+        fig.update_yaxes(range=[min(settled) - margin, max(settled) + margin])
+    fig.update_layout(xaxis_title="epoch", yaxis_title=title,
                       height=320, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
     return fig
 

@@ -40,6 +40,11 @@ def test_home_shows_dataset_and_links_every_page():
     # st.page_link has no AppTest element type yet; its proto is kept under "page_link".
     links = [el.proto.page for el in at.main.get("page_link")]
     assert len(links) == len(PAGES) - 1 and all(links)
+    # Learning curves: the VAEs', and the GONs' beside their autoencoders.
+    headings = [h.value for h in at.subheader]
+    assert "Learning curves: the GONs beside their autoencoders" in headings
+    gon_chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert {"gon", "gon_ae"} <= {trace["name"] for trace in gon_chart["data"]}
 
 
 def test_a_bad_dataset_in_the_url_falls_back_to_the_default():

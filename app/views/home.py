@@ -33,7 +33,9 @@ else:
         st.dataframe(rows, hide_index=True)
     st.caption("Every number comes from `python -m core evaluate` on the shipped checkpoint; "
                "`pretrained/manifest.json` holds the command that rebuilt each file.")
-    curves = [e for e in entries if e.get("curve") and "test_elbo" in e["curve"][0]]
-    if curves:
-        st.subheader("Learning curves")
-        st.plotly_chart(figures.learning_curves(curves))
+    for key, heading in (("test_elbo", "Learning curves: the VAEs"),
+                         ("test_recon_mse", "Learning curves: the GONs beside their autoencoders")):
+        curves = [e for e in entries if e.get("curve") and key in e["curve"][0]]
+        if curves:
+            st.subheader(heading)
+            st.plotly_chart(figures.learning_curves(curves, key))
