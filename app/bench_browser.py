@@ -360,6 +360,43 @@ def first_visits(url: str, browser, dataset: str = "fashion-mnist") -> dict[str,
     return seconds
 
 
+def store_page_visits(dataset: str = "mnist", repeats: int = 3) -> dict:
+    """Seconds for a new visitor's Upload page (a fresh tab on a warm server) to be drawn, with a
+    shared store of 10,000 rows and, as the baseline, with an empty one: what joining the store
+    adds to opening the page. Medians over ``repeats`` visits."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from core.bench_uploads import STORE_ROWS, filled_store
+
+    result = {}
+    with tempfile.TemporaryDirectory() as full, tempfile.TemporaryDirectory() as empty:
+        filled_store(full, dataset)
+        for name, folder in (("store", full), ("store_empty", empty)):
+            with serving(env={"LATENT_LAB_STORE": folder}) as (url, pid), sync_playwright() as p:
+                browser = launch(p)
+                try:
+                    visits = []
+                    for visit in range(repeats + 1):  # the first warms the server's caches
+                        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                        began = time.perf_counter()
+                        page.goto(f"{url}/upload?dataset={dataset}")
+                        page.wait_for_selector("h1", timeout=120_000)
+                        page.wait_for_function(DRAWN, timeout=120_000, polling=50)
+                        visits.append(time.perf_counter() - began)
+                        page.close()
+                        if visit == 0:
+                            wait_quiet(pid)
+                finally:
+                    browser.close()
+            result[f"browser_upload_page_{name}_s"] = _median(visits[1:], 2)
+    result["browser_store_rows"] = STORE_ROWS
+    result["browser_store_join_ms"] = round(
+        1000 * (result["browser_upload_page_store_s"] - result["browser_upload_page_store_empty_s"]))
+    return result
+
+
 def cpu_s(pid: int) -> float:
     """CPU seconds a process has used (user and system)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -394,6 +431,7 @@ def run(dataset: str = "fashion-mnist", repeats: int = 3) -> dict:
             result.update(measure(url, browser, dataset, repeats))
         finally:
             browser.close()
+    result.update(store_page_visits())
     return result
 
 

@@ -139,6 +139,22 @@ def worst_case_upload() -> bytes:
     return buffer.getvalue()
 
 
+def filled_store(folder, dataset: str, rows: int = STORE_ROWS):
+    """A shared store in ``folder`` holding ``rows`` random pictures with the shipped exemplar
+    VAE's codes, as the Upload page saves them. Returns (store, model, the codes' model key)."""
+    from core import pretrained
+    from core.store import ExemplarStore
+
+    model, entry = pretrained.load("exemplar_vae", dataset)
+    key = f"exemplar_vae@{entry['sha256'][:16]}"
+    pictures = np.random.default_rng(0).random((rows, 28, 28), dtype=np.float32)
+    with torch.no_grad():
+        codes = model.encode(torch.from_numpy(pictures)[:, None]).numpy()
+    store = ExemplarStore(folder)
+    store.add(dataset, pictures, [-1] * rows, [f"row-{i}.png" for i in range(rows)], model=key, codes=codes)
+    return store, model, key
+
+
 def bench_store_and_limits(dataset: str = "mnist", repeats: int = 3) -> dict:
     """A new session joining a shared store of 10,000 rows, with the model's codes stored and,
     as the baseline, without them (every row encoded); the worst-case upload's decode; and how
@@ -147,21 +163,12 @@ def bench_store_and_limits(dataset: str = "mnist", repeats: int = 3) -> dict:
     import sys
     import tempfile
 
-    from core import latent_index, pretrained, uploads
+    from core import latent_index, uploads
     from core.paths import ROOT
-    from core.store import ExemplarStore
 
-    model, entry = pretrained.load("exemplar_vae", dataset)
-    base = latent_index.for_dataset(model, dataset)
-    key = f"exemplar_vae@{entry['sha256'][:16]}"
-    rng = np.random.default_rng(0)
-    pictures = rng.random((STORE_ROWS, 28, 28), dtype=np.float32)
-    with torch.no_grad():
-        codes = model.encode(torch.from_numpy(pictures)[:, None]).numpy()
     with tempfile.TemporaryDirectory() as folder:
-        store = ExemplarStore(folder)
-        store.add(dataset, pictures, [-1] * STORE_ROWS, [f"row-{i}.png" for i in range(STORE_ROWS)],
-                  model=key, codes=codes)
+        store, model, key = filled_store(folder, dataset)
+        base = latent_index.for_dataset(model, dataset)
         join_ms = _median_ms(lambda: uploads.UploadSession(model, base, model_key=key).join_store(store, dataset), repeats)
         encode_ms = _median_ms(lambda: uploads.UploadSession(model, base).join_store(store, dataset), repeats)
     content = worst_case_upload()

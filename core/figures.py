@@ -93,6 +93,35 @@ def latent_map(coords: np.ndarray, labels: np.ndarray, class_names: tuple[str, .
     return fig
 
 
+def exemplars_on_map(map_coords: np.ndarray, placed: np.ndarray, yours: np.ndarray,
+                     height: int = 480) -> go.Figure:
+    """Placed exemplars over the map's density: the map's images as one grey 2-D histogram (a
+    small image, whatever the map's size), the shared store's exemplars as dots and this
+    session's own ringed. ``yours`` is a boolean mask over ``placed``."""
+    bins = int(np.clip(np.sqrt(len(map_coords)), 60, 200))  # finer where there are more images
+    (x0, y0), (x1, y1) = map_coords.min(axis=0), map_coords.max(axis=0)
+    counts, x_edges, y_edges = np.histogram2d(map_coords[:, 0], map_coords[:, 1], bins=bins,
+                                              range=[[x0, x1], [y0, y1]])
+    density = np.log1p(counts.T)
+    shade = (255 * density / max(density.max(), 1e-9)).astype(np.uint8)  # one byte a cell, sent as binary
+    fig = go.Figure(go.Heatmap(
+        z=shade, x=(x_edges[:-1] + x_edges[1:]) / 2, y=(y_edges[:-1] + y_edges[1:]) / 2,
+        colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(60,60,60,0.9)"]], showscale=False, hoverinfo="skip",
+        zsmooth="best",
+        name="the map's images"))
+    for name, mask, marker in (
+            ("from the shared store", ~yours, dict(size=5, color="#1f77b4", opacity=0.6)),
+            ("yours", yours, dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#e4002b")))):
+        if mask.any():
+            fig.add_trace(go.Scattergl(x=placed[mask, 0].astype(np.float32), y=placed[mask, 1].astype(np.float32),
+                                       mode="markers", name=name,
+                                       marker=marker, hoverinfo="skip"))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0), xaxis=dict(visible=False),
+                      yaxis=dict(visible=False, scaleanchor="x"))
+    return fig
+
+
 def selected_indices(points: list[dict]) -> list[int]:
     """Image indices of a Plotly selection (each point's ``customdata``), in order, no repeats."""
     seen: dict[int, None] = {}

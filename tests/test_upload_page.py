@@ -1,6 +1,7 @@
 """The upload page, headless (AppTest): several files at once, each added or shown its error; the
 upload's neighbours, samples and place on the map; endpoints for interpolation; the shared store."""
 
+import json
 import re
 
 import numpy as np
@@ -59,7 +60,10 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
     assert at.subheader[0].value == "2 exemplars: 2 yours, 0 from the shared store"
     assert any("Where they land on the map" == s.value for s in at.subheader)
     [chart] = at.main.get("plotly_chart")
-    assert '"name":"selected"' in chart.proto.spec.replace(" ", "")  # the uploads, ringed
+    spec = json.loads(chart.proto.spec)
+    yours = next(t for t in spec["data"] if t.get("name") == "yours")  # the uploads, ringed
+    assert len(yours["x"]) == 2 and not any(t.get("name") == "from the shared store" for t in spec["data"])
+    assert len(chart.proto.spec) < 100_000  # the map as a density image, not its 70k points
     assert len(at.expander) == 2
     captions = [c for im in at.image for c in im.captions]
     [near_seven] = [c for c in captions if c.startswith("Nearest exemplars")][-1:]  # oldest last

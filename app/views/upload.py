@@ -145,12 +145,10 @@ if maps:
     arrays, latents = state.load_map(MODEL, name), state.latents(MODEL, name)
     placed = projection.place(torch.stack([u.code for u in own]), latents["codes"], arrays["coords"],
                               index=latents["index"])  # the map itself never moves
-    coords = np.concatenate([arrays["coords"], placed])
-    labels = np.concatenate([projection.all_labels(name).numpy(), np.full(len(own), -1)])
-    n = len(arrays["coords"])
-    st.plotly_chart(figures.latent_map(coords, labels, train.classes, highlight=list(range(n, n + len(own)))),
-                    key=f"upload-map:{name}")
-    st.caption("Your exemplars are ringed, placed by the map positions of their nearest exemplars.")
+    yours = np.array([not u.shared for u in own])
+    st.plotly_chart(figures.exemplars_on_map(arrays["coords"], placed, yours), key=f"upload-map:{name}")
+    st.caption("Over the map's images (grey, darker where they are dense): your exemplars ringed, the "
+               "shared store's as dots, each placed by the map positions of its nearest exemplars.")
 
 st.subheader("Samples from the prior, now with your exemplars")
 only = st.toggle("Only around my exemplars", value=False,
