@@ -360,10 +360,11 @@ def first_visits(url: str, browser, dataset: str = "fashion-mnist") -> dict[str,
     return seconds
 
 
-def store_page_visits(dataset: str = "mnist", repeats: int = 3) -> dict:
+def store_page_visits(dataset: str = "mnist", repeats: int = 3, baseline_rows: int = 100) -> dict:
     """Seconds for a new visitor's Upload page (a fresh tab on a warm server) to be drawn, with a
-    shared store of 10,000 rows and, as the baseline, with an empty one: what joining the store
-    adds to opening the page. Medians over ``repeats`` visits."""
+    shared store of 10,000 rows and, as the baseline, of ``baseline_rows`` (enough that the page
+    shows every section and as many uploads in detail): what the store's size adds to opening the
+    page. Medians over ``repeats`` visits."""
     import tempfile
 
     from playwright.sync_api import sync_playwright
@@ -371,9 +372,10 @@ def store_page_visits(dataset: str = "mnist", repeats: int = 3) -> dict:
     from core.bench_uploads import STORE_ROWS, filled_store
 
     result = {}
-    with tempfile.TemporaryDirectory() as full, tempfile.TemporaryDirectory() as empty:
+    with tempfile.TemporaryDirectory() as full, tempfile.TemporaryDirectory() as small:
         filled_store(full, dataset)
-        for name, folder in (("store", full), ("store_empty", empty)):
+        filled_store(small, dataset, rows=baseline_rows)
+        for name, folder in (("store", full), ("store_baseline", small)):
             with serving(env={"LATENT_LAB_STORE": folder}) as (url, pid), sync_playwright() as p:
                 browser = launch(p)
                 try:
@@ -391,9 +393,9 @@ def store_page_visits(dataset: str = "mnist", repeats: int = 3) -> dict:
                 finally:
                     browser.close()
             result[f"browser_upload_page_{name}_s"] = _median(visits[1:], 2)
-    result["browser_store_rows"] = STORE_ROWS
+    result.update(browser_store_rows=STORE_ROWS, browser_store_baseline_rows=baseline_rows)
     result["browser_store_join_ms"] = round(
-        1000 * (result["browser_upload_page_store_s"] - result["browser_upload_page_store_empty_s"]))
+        1000 * (result["browser_upload_page_store_s"] - result["browser_upload_page_store_baseline_s"]))
     return result
 
 

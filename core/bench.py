@@ -239,7 +239,7 @@ def table(result: dict) -> str:
         ("upload pipeline (ms)", "upload_pipeline_ms", "upload_pipeline_ms", "upload_pipeline_bruteforce_ms"),
         ("worst-case upload decode, 40 Mpx 16-bit PNG (ms)", "upload_worst_case_ms", "upload_worst_case_ms", None),
         ("new session joins 10,000 stored rows (ms)", "store_join_ms", "store_join_ms", "store_join_encoding_ms"),
-        ("browser: Upload page, 10,000 stored rows against none (added ms)", "browser_store_join_ms",
+        ("browser: Upload page, 10,000 stored rows against 100 (added ms)", "browser_store_join_ms",
          "browser_store_join_ms", None),
         ("CLI answers a mistyped argument (s)", "cli_argument_error_s", "cli_error_s", None),
         ("kNN query, faiss, 70k (ms)", "knn_query_ms", "knn_query_ms", "knn_bruteforce_ms"),
