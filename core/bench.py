@@ -263,5 +263,5 @@ def table(result: dict) -> str:
                      f"{shown(baseline) if baseline else ''} | {versus} |")
     extra = sorted(k for k in result if k.startswith(("page_", "train_", "browser_first_visit_", "browser_upload_page_")))
     lines += ["", "| figure | measured |", "|---|---|"]
-    lines += [f"| {k} | {result[k]:,.0f} |" for k in extra]
+    lines += [f"| {k} | {shown(result[k])} |" for k in extra]
     return "\n".join(lines)
