@@ -103,10 +103,16 @@ def measure(model, dataset: str, *, limit: int | None = None, samples: int = 100
         return drs.study(dataset, limit=limit, progress=progress, model=model)
     if model.family in ("gon", "implicit_gon"):
         try:
+            classifier, _ = pretrained.load("classifier", dataset)
+        except pretrained.ArtifactError:
+            classifier = None  # the accuracy on reconstructions is left out, not made up
+        try:
             ae, entry = pretrained.load(model.family + "_ae", dataset)
         except pretrained.ArtifactError as exc:
-            return {**model.measure(dataset, limit=limit, progress=progress), "ae_missing": str(exc)}
-        return model.measure(dataset, limit=limit, progress=progress, autoencoder=(ae, entry["epochs"]))
+            return {**model.measure(dataset, limit=limit, progress=progress, classifier=classifier),
+                    "ae_missing": str(exc)}
+        return model.measure(dataset, limit=limit, progress=progress, autoencoder=(ae, entry["epochs"]),
+                             classifier=classifier)
     if model.family == "swav":
         shipped = {}
         for other in ("vae", "exemplar_vae"):

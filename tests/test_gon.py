@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core import checkpoint, evaluate, interpolation, models, pretrained
+from core import checkpoint, data, evaluate, interpolation, models, pretrained
 from core.models.gon import pixel_centres, squared_error
 
 SMALL = {"gon": {"width": 4}, "implicit_gon": {"hidden": 16, "layers": 2},
@@ -201,3 +201,19 @@ def test_shipped_gons_beat_nothing_silently():
             m = evaluate.measure(model, dataset, limit=200)
             assert m["params"] == entry["metrics"]["params"]
             assert m["recon_mse"] > 0 and "ae_recon_mse" in m
+
+
+def test_measure_reports_the_classifiers_accuracy_on_both_models_reconstructions():
+    """A second yardstick beside the squared error: the shipped classifier on the reconstructions."""
+    try:
+        model, _ = pretrained.load("gon", "mnist")
+        ae, _ = pretrained.load("gon_ae", "mnist")
+        classifier, _ = pretrained.load("classifier", "mnist")
+    except pretrained.ArtifactError:
+        pytest.skip("gon, gon_ae or the classifier not shipped for mnist")
+    m = evaluate.measure(model, "mnist", limit=60)
+    test = data.load("mnist", "test")
+    images, labels = test.images[:60], test.labels[:60]
+    for key, net in (("recon_accuracy", model), ("ae_recon_accuracy", ae)):
+        expected = (classifier.predict(net.reconstruct(images)) == labels).double().mean().item()
+        assert m[key] == pytest.approx(expected)

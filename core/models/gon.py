@@ -158,6 +158,8 @@ class GradientOrigin(nn.Module):
         ("params", "params", "{:,}"),
         ("AE recon MSE", "ae_recon_mse", "{:.2f}"),
         ("AE params", "ae_params", "{:,}"),
+        ("classifier accuracy on recon", "recon_accuracy", "{:.3f}"),
+        ("on AE recon", "ae_recon_accuracy", "{:.3f}"),
         ("test images", "test_images", "{}"),
     )
 
@@ -244,23 +246,37 @@ class GradientOrigin(nn.Module):
         return {"test_recon_mse": self.recon_errors(test.images[:CURVE_IMAGES]).mean().item()}
 
     def measure(self, dataset: str, *, limit: int | None = None, progress: bool = True,
-                autoencoder: tuple[nn.Module, int] | None = None) -> dict:
+                autoencoder: tuple[nn.Module, int] | None = None, classifier: nn.Module | None = None) -> dict:
         """recon_mse (summed over pixels, mean over test images) and params, beside the
         ``autoencoder`` baseline and its epochs, where given (same decoder plus an encoder, the
-        same number of steps; ``core.evaluate.measure`` passes the shipped one)."""
+        same number of steps; ``core.evaluate.measure`` passes the shipped one).
+
+        With a ``classifier``, also its accuracy on each model's reconstructions of the test
+        images (``recon_accuracy``, ``ae_recon_accuracy``): a yardstick the training loss plays no
+        part in, since a lower squared error can come from blur that loses what tells classes apart."""
         from core import data
 
         began = time.perf_counter()
-        images = data.load(dataset, "test").images[:limit]
+        test = data.load(dataset, "test")
+        images, labels = test.images[:limit], test.labels[:limit]
         result = {"dataset": dataset, "test_images": len(images),
                   "recon_mse": self.recon_errors(images).mean().item(), "params": count_params(self),
                   "loss": "squared error summed over pixels, images in [0, 1], sigmoid output"}
+
+        def accuracy_on_reconstructions(model) -> float:
+            recon = torch.cat([model.reconstruct(images[i : i + 500]) for i in range(0, len(images), 500)])
+            return (classifier.predict(recon) == labels).double().mean().item()
+
+        if classifier is not None:
+            result["recon_accuracy"] = accuracy_on_reconstructions(self)
         if autoencoder is not None:
             ae, ae_epochs = autoencoder
             ae_mse = ae.recon_errors(images).mean().item()
             result.update(ae_recon_mse=ae_mse, ae_params=count_params(ae), ae_epochs=ae_epochs,
                           gon_beats_ae=result["recon_mse"] < ae_mse,
                           ae_to_gon_params=round(count_params(ae) / count_params(self), 2))
+            if classifier is not None:
+                result["ae_recon_accuracy"] = accuracy_on_reconstructions(ae)
         result["seconds"] = round(time.perf_counter() - began, 1)
         return result
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run from anywhere, like the CLI
 RUNS = {  # name: (model, --set options)
     "gon-z32": ("gon", []),
     "gon_ae-z32": ("gon_ae", []),
