@@ -146,13 +146,17 @@ class MapPage:
     def __init__(self, browser, url: str, width: int = 1400, height: int = 1000):
         self.page = browser.new_page(viewport={"width": width, "height": height})
         self.page.add_init_script(COUNT_RUNS)
-        self.bytes_received = 0
+        self.bytes_received = 0  # over the websocket and over HTTP (images, map files), bodies only
         self.page.on("websocket", lambda ws: ws.on("framereceived", self._count))
+        self.page.on("response", self._count_response)
         self.page.goto(url)
         self.wait_ready()
 
     def _count(self, payload) -> None:
         self.bytes_received += len(payload) if isinstance(payload, (bytes, str)) else 0
+
+    def _count_response(self, response) -> None:
+        self.bytes_received += int(response.headers.get("content-length") or 0)
 
     def wait_ready(self, timeout_ms: int = 120_000) -> None:
         self.page.wait_for_selector(IDLE, timeout=timeout_ms)
@@ -314,7 +318,7 @@ def measure(url: str, browser, dataset: str = "fashion-mnist", repeats: int = 3)
     models = [e["model"] for e in pretrained.read_manifest() if e["kind"] == "map" and e["dataset"] == dataset]
     result: dict = {"browser_dataset": dataset}
     m = MapPage(browser, f"{url}/latent_map?dataset={dataset}&model={models[0]}")
-    hovers, clicks, boxes, click_bytes = [], [], [], []
+    hovers, clicks, boxes, click_bytes, box_bytes = [], [], [], [], []
     spot = m.dense_spot()
     for r in range(repeats):
         index = spot + 7 * r + 1
@@ -323,22 +327,28 @@ def measure(url: str, browser, dataset: str = "fashion-mnist", repeats: int = 3)
         clicks.append(m.click(index)[1] * 1000)
         m.wait_idle()
         click_bytes.append(m.bytes_received - sent)
+        sent = m.bytes_received
         boxes.append(m.box_select(spot, half=30 + 5 * r)[2] * 1000)
         m.wait_idle()
+        box_bytes.append(m.bytes_received - sent)
         m.tool("pan")
-    switches = []
+    switches, switch_bytes = [], []
     for r in range(repeats):
         target = models[(r + 1) % len(models)]
+        sent = m.bytes_received
         began = time.perf_counter()
         m.page.get_by_role("radio", name=target, exact=True).click()
         m.page.wait_for_function("(name) => { const d = document.querySelector('.ll-plot'); return d && d.dataset.model === name && d.data; }",
                                  arg=target, timeout=60_000)
         m.wait_idle()
         switches.append((time.perf_counter() - began) * 1000)
+        switch_bytes.append(m.bytes_received - sent)
     m.close()
     result.update(browser_hover_ms=_median(hovers), browser_click_ms=_median(clicks),
                   browser_box_select_ms=_median(boxes), browser_model_switch_ms=_median(switches),
-                  map_bytes_per_click=int(statistics.median(click_bytes)))
+                  map_bytes_per_click=int(statistics.median(click_bytes)),
+                  map_bytes_per_box=int(statistics.median(box_bytes)),
+                  map_bytes_per_switch=int(statistics.median(switch_bytes)))
     return result
 
 

@@ -234,6 +234,8 @@ def table(result: dict) -> str:
         ("browser: model switch → map drawn (ms)", "browser_model_switch_ms", "browser_model_switch_ms", None),
         ("browser: slowest first page visit (s)", "browser_first_visit_slowest_s", "first_visit_s", None),
         ("bytes to the browser per click", "map_bytes_per_click", None, None),
+        ("bytes to the browser per box selection", "map_bytes_per_box", None, None),
+        ("bytes to the browser per model switch", "map_bytes_per_switch", None, None),
         ("map figure, 70k points (ms)", "map_figure_ms", "map_figure_ms", None),
         ("selection → gallery (ms)", "selection_gallery_ms", "selection_gallery_ms", None),
         ("upload pipeline (ms)", "upload_pipeline_ms", "upload_pipeline_ms", "upload_pipeline_bruteforce_ms"),
