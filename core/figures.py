@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly import colors as px_colors
 
 
-CURVES = {  # the learning curve each kind of model records per epoch: (key, axis title, settle)
+CURVES = {  # key a model records per epoch: (axis title, margin around the settled part of the y range)
     "test_elbo": ("test ELBO (nats, higher is better)", 1.0),
     "test_recon_mse": ("test reconstruction error (sum over pixels, lower is better)", 0.5),
 }
