@@ -102,6 +102,27 @@ def test_a_box_selection_shows_its_gallery_and_settles(browser, app_url, dataset
     m.close()
 
 
+def every_shipped_map() -> list:
+    return [pytest.param(d, model, id=f"{d}-{model}") for d in ("mnist", "fashion-mnist") for model in shipped_maps(d)]
+
+
+@pytest.mark.slow  # the default suite's gestures cover every mnist map and the fashion-mnist vae map
+@pytest.mark.parametrize(("dataset", "model"), every_shipped_map())
+def test_a_click_and_a_box_answer_on_every_shipped_map(browser, app_url, dataset, model):
+    m = open_map(browser, app_url, dataset, model)
+    start = m.runs
+    index, _ = m.click(m.dense_spot())
+    assert class_of(dataset, index) in m.heading(f"Image #{index} ").first.inner_text()
+    assert m.runs_after(start) == 1
+    start = m.runs
+    shown, inside, _ = m.box_select(m.dense_spot(), half=30)
+    assert 1 < inside[0] <= shown <= inside[1]
+    assert m.runs_after(start) <= 1
+    assert m.ringed() == min(shown, 2000)
+    shot(m, f"map-every-{dataset}-{model}.png")
+    m.close()
+
+
 def test_a_lasso_selection_shows_its_gallery_settles_and_exports_as_csv(browser, app_url):
     m = open_map(browser, app_url)
     start = m.runs
