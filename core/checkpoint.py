@@ -68,7 +68,13 @@ def _why_unreadable(exc: Exception) -> str:
 
 
 def build_model(payload: dict[str, Any], path: str | Path = "checkpoint") -> nn.Module:
-    """The model a checkpoint describes, with its weights (strict key match), in eval mode."""
+    """The model a checkpoint describes, with its weights (strict key match), in eval mode. The
+    checkpoint must name every field of its family's config: a default filled in for a field it
+    lacks could differ from what it was trained with."""
+    missing = models.config_fields(payload["family"]) - set(payload["config"])
+    if missing:
+        raise CheckpointError(f"{path} was saved without config field(s) {sorted(missing)} that "
+                              f"{payload['family']} has now (an older Latent Lab saved it): retrain it")
     model = models.build(payload["family"], payload["config"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

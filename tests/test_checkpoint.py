@@ -50,6 +50,16 @@ def test_keys_must_match_strictly(tmp_path):
         checkpoint.build_model(payload)
 
 
+def test_a_checkpoint_without_every_config_field_is_refused(tmp_path):
+    """No default is filled in for a field a checkpoint lacks: it may not be what it was trained with."""
+    checkpoint.save(tmp_path / "m.pt", small(), dataset="mnist", step=1, epoch=1)
+    payload = checkpoint.read(tmp_path / "m.pt")
+    checkpoint.build_model(payload)  # complete: loads
+    payload["config"].pop("hidden_dim")
+    with pytest.raises(checkpoint.CheckpointError, match=r"without config field\(s\) \['hidden_dim'\]"):
+        checkpoint.build_model(payload)
+
+
 def ship_tiny(runs, dataset="mnist"):
     run = runs / "vae-mnist" / "checkpoint.pt"
     checkpoint.save(run, small(), dataset=dataset, step=3, epoch=1, seconds=1.0, commit="abc",

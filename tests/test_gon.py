@@ -217,3 +217,36 @@ def test_measure_reports_the_classifiers_accuracy_on_both_models_reconstructions
     for key, net in (("recon_accuracy", model), ("ae_recon_accuracy", ae)):
         expected = (classifier.predict(net.reconstruct(images)) == labels).double().mean().item()
         assert m[key] == pytest.approx(expected)
+
+
+def test_docs_quote_the_2x2_record():
+    """docs/gon-vs-autoencoder.md's 2×2 table is experiments/gon/gon-2x2-mnist-40-epochs.json."""
+    import json
+
+    from conftest import ROOT
+
+    runs = json.loads((ROOT / "experiments" / "gon" / "gon-2x2-mnist-40-epochs.json").read_text())["runs"]
+    doc = (ROOT / "docs" / "gon-vs-autoencoder.md").read_text()
+    for latent in (32, 128):
+        gon, ae = runs[f"gon-z{latent}"], runs[f"gon_ae-z{latent}"]
+        learned = runs[f"gon-z{latent}-learned-step"]
+        change = gon["test_recon_mse"] / ae["test_recon_mse"] - 1
+        row = (f"| {latent} | {gon['test_recon_mse']:.2f} | {learned['test_recon_mse']:.2f} | "
+               f"{ae['test_recon_mse']:.2f} | {change:+.1%} | {gon['params']:,} / {ae['params']:,} |")
+        assert row.replace("-", "−") in doc.replace("-", "−"), row
+
+
+def test_docs_quote_the_shipped_pairs():
+    """docs/gon-vs-autoencoder.md's table of the shipped pairs is the manifest's."""
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "gon-vs-autoencoder.md").read_text().replace("−", "-")
+    for dataset, name in (("mnist", "MNIST"), ("fashion-mnist", "Fashion-MNIST")):
+        try:
+            m = pretrained.find("gon", dataset)["metrics"]
+        except pretrained.ArtifactError:
+            pytest.skip(f"no gon shipped for {dataset}")
+        change = m["recon_mse"] / m["ae_recon_mse"] - 1
+        row = (f"| {m['recon_mse']:.2f} | {m['ae_recon_mse']:.2f} | {change:+.1%} | "
+               f"{m['recon_accuracy']:.3f} / {m['ae_recon_accuracy']:.3f} |")
+        assert f"| {name} |" in doc and row in doc, row

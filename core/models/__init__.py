@@ -35,6 +35,11 @@ def check_name(name: str) -> str:
     return name
 
 
+def config_fields(name: str) -> set[str]:
+    """The names of family ``name``'s config fields."""
+    return {f.name for f in fields(MODELS[check_name(name)].Config)}
+
+
 def build(name: str, config: dict | None = None) -> nn.Module:
     """A fresh model of family ``name``; ``config`` overrides the family's defaults."""
     cls = MODELS[check_name(name)]

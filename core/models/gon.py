@@ -158,7 +158,7 @@ class GradientOrigin(nn.Module):
         ("params", "params", "{:,}"),
         ("AE recon MSE", "ae_recon_mse", "{:.2f}"),
         ("AE params", "ae_params", "{:,}"),
-        ("classifier accuracy on recon", "recon_accuracy", "{:.3f}"),
+        ("classifier on recon", "recon_accuracy", "{:.3f}"),
         ("on AE recon", "ae_recon_accuracy", "{:.3f}"),
         ("test images", "test_images", "{}"),
     )
