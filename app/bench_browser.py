@@ -32,7 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 # What a visitor sees as a finished page: the script done, every chart drawn, every image decoded
 # (a chart is drawn in the browser after the script has finished).
-DRAWN = """() => document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning']")
+DRAWN = f"""() => document.querySelector("{IDLE}")
   && [...document.querySelectorAll("[data-testid='stPlotlyChart']")].every(c => c.querySelector('.main-svg'))
   && [...document.querySelectorAll('.ll-root')].every(r => r.querySelector('.ll-plot[data-drawn]'))
   && [...document.querySelectorAll('img')].every(i => i.complete)"""

@@ -157,10 +157,8 @@ def acceptance_histogram(f_hat: np.ndarray) -> go.Figure:
 def point_clouds(clouds: dict[str, np.ndarray], titles: dict[str, str], size: int = 320,
                  bins: int = 120) -> go.Figure:
     """The density of each cloud of 2-D points, side by side on shared axes (the DRS toy; the
-    paper's Figure 3 shows densities too).
-
-    A 2-D histogram is one small image per panel: 10,000 points each as WebGL markers took a
-    browser without a GPU over a second to draw."""
+    paper's Figure 3 shows densities too). A 2-D histogram is one small image per panel, whatever
+    the number of points, and one figure needs one chart in the browser instead of three."""
     from plotly.subplots import make_subplots
 
     everything = np.concatenate(list(clouds.values()))

@@ -43,7 +43,7 @@ def config_fields(name: str) -> set[str]:
 def build(name: str, config: dict | None = None) -> nn.Module:
     """A fresh model of family ``name``; ``config`` overrides the family's defaults."""
     cls = MODELS[check_name(name)]
-    known = {f.name for f in fields(cls.Config)}
+    known = config_fields(name)
     unknown = set(config or {}) - known
     if unknown:
         raise ValueError(f"{name} has no config field(s) {sorted(unknown)}; known: {sorted(known)}")
