@@ -69,12 +69,15 @@ def _why_unreadable(exc: Exception) -> str:
 
 def build_model(payload: dict[str, Any], path: str | Path = "checkpoint") -> nn.Module:
     """The model a checkpoint describes, with its weights (strict key match), in eval mode. The
-    checkpoint must name every field of its family's config: a default filled in for a field it
-    lacks could differ from what it was trained with."""
-    missing = models.config_fields(payload["family"]) - set(payload["config"])
-    if missing:
-        raise CheckpointError(f"{path} was saved without config field(s) {sorted(missing)} that "
-                              f"{payload['family']} has now (an older Latent Lab saved it): retrain it")
+    checkpoint must name exactly its family's config fields: a default filled in for a field it
+    lacks could differ from what it was trained with, and a field the family lacks is an option
+    the code no longer has."""
+    fields = models.config_fields(payload["family"])
+    missing, unknown = fields - set(payload["config"]), set(payload["config"]) - fields
+    if missing or unknown:
+        what = (f"without config field(s) {sorted(missing)} that {payload['family']} has" if missing
+                else f"with config field(s) {sorted(unknown)} that {payload['family']} does not have")
+        raise CheckpointError(f"{path} was saved {what} (another version of Latent Lab saved it): retrain it")
     model = models.build(payload["family"], payload["config"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

@@ -6,8 +6,8 @@ used that, its logits would change when the faint pixels are zeroed. Prints the 
 
     .venv/bin/python experiments/drs/drs_background.py [--dataset fashion-mnist]
 
-The README quotes it on the GAN shipped until commit 4b9eef1, whose D had the paper's calibration
-only (``LATENT_LAB_PRETRAINED`` pointing at a copy of ``pretrained/`` with that commit's checkpoints).
+docs/drs.md quotes it on an earlier GAN whose D had the paper's calibration only ("Rerunning a
+record" there says which, and how to rerun it).
 """
 
 import argparse

@@ -21,18 +21,16 @@ same fakes of the shipped GAN:
    use). Each is fitted and run once per seed, beside DRS. Unlike the classifier-feature
    reference, neither reads the yardstick; neither is the paper's D.
 5. Would recalibrating the GAN's own D help? The same rule, with a new logistic head fitted on
-   D's last feature map (after its last LeakyReLU: 4×4 in the DCGAN-shaped D, 7×7 in the
-   two-layer one), average-pooled to 1×1 or 2×2, or left whole (D's own last layer refitted),
+   D's last feature map (after its last LeakyReLU, 4×4; 7×7 in the earlier two-layer D),
+   average-pooled to 1×1 or 2×2, or left whole (D's own last layer refitted),
    on the same held-out images against fresh fakes.
 
     .venv/bin/python experiments/drs/drs_diagnosis.py --dataset fashion-mnist   # one JSON object, 13-19 min here
 
-``experiments/drs/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores) for the
-GANs with the DCGAN-shaped D shipped on 2026-11-26 (commit 9b1e76b, until 4b9eef1), whose D had
-the paper's calibration only: to rerun it as recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of
-``pretrained/`` holding commit 4b9eef1's GAN checkpoints and manifest entries.
-``drs_diagnosis-two-layer.jsonl`` holds the same for the GANs shipped before them, whose D was the
-two-layer one (commit 12c0367).
+``experiments/drs/drs_diagnosis.jsonl`` holds one line per dataset from this machine (2 CPU cores) for
+earlier GANs with today's D and the paper's calibration only; ``drs_diagnosis-two-layer.jsonl``
+the same for earlier GANs with a shallower, two-layer D. docs/drs.md ("Rerunning a record") says
+which GANs, and how to rerun each as recorded.
 """
 
 from __future__ import annotations
@@ -121,7 +119,7 @@ def diagnose(args: argparse.Namespace) -> None:
     # Discriminators that read only features (SwAV's, or D's own under a new head), through the same rule as DRS.
     swav, _ = pretrained.load("swav", args.dataset)
     with torch.no_grad():
-        last_map_size = gan.discriminator.last_feature_map(fakes[:1] * 2 - 1).shape[-1]  # 4, or 7 (two-layer D)
+        last_map_size = gan.discriminator.last_feature_map(fakes[:1] * 2 - 1).shape[-1]  # 4 for the shipped D
     spaces = {"embedding": swav.embed, "encoder": swav.encode,
               **{f"d_pooled_{grid}": d_features(gan, grid) for grid in (1, 2, last_map_size)}}
     changes = {"drs": [], **{space: [] for space in spaces}}

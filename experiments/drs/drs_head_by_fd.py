@@ -17,12 +17,12 @@ result. This script chooses without the test set, the protocol fixed before it w
 
     .venv/bin/python experiments/drs/drs_head_by_fd.py --dataset fashion-mnist
 
-This is ``calibrate_last_layer(..., fd_against=...)``, which GANs run at the end of training since
-2026-11-26 (``GANConfig.last_layer_choice = "validation_fd"``); the script applies it to a shipped
-GAN's D and measures it. ``experiments/drs/drs_head_by_fd.jsonl`` holds the rows of the run made
-on this machine (2 CPU cores) on the Fashion-MNIST GAN shipped at commit c68512d, whose last layer
-had been chosen by log loss: the first row is the choice with every validation FD, then one row
-per test draw. That run used the script of commit 8d755e4, which did the same steps inline.
+This is ``calibrate_last_layer(..., fd_against=...)``, which GANs run at the end of training
+(``GANConfig.refit_last_layer``); the script applies it to a shipped GAN's D and measures it.
+``experiments/drs/drs_head_by_fd.jsonl`` holds the rows of the run made on this machine (2 CPU
+cores) on an earlier Fashion-MNIST GAN whose last layer had been chosen by log loss (docs/drs.md,
+"Rerunning a record"): the first row is the choice with every validation FD, then one row per
+test draw.
 """
 
 from __future__ import annotations

@@ -25,11 +25,10 @@ way. This script tests the calibration built on that, each protocol fixed before
     .venv/bin/python experiments/drs/drs_head_calibration.py --dataset fashion-mnist [--whole-map]
 
 ``experiments/drs/drs_head_calibration.jsonl`` and ``-pooled.jsonl`` hold the rows of the runs made on this
-machine (2 CPU cores) on the GANs shipped from commit 9b1e76b until 4b9eef1, whose D had the paper's
-calibration only; ``drs_head_calibration-two-layer.jsonl`` the first protocol (``--whole-map``) on
-the GANs with the two-layer D, shipped before them. To rerun them as recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of
-``pretrained/`` holding that commit's GAN checkpoints and manifest entries (4b9eef1 or 12c0367).
-The GANs shipped since refit D's last layer this way as part of their calibration
+machine (2 CPU cores) on earlier GANs whose D had the paper's calibration only;
+``drs_head_calibration-two-layer.jsonl`` the first protocol (``--whole-map``) on earlier GANs with
+a shallower, two-layer D. docs/drs.md ("Rerunning a record") says which GANs, and how to rerun
+them as recorded. The shipped GANs refit D's last layer this way as part of their calibration
 (``GANConfig.refit_last_layer``).
 """
 

@@ -18,9 +18,8 @@ levels were fixed before anything was measured.
     .venv/bin/python experiments/drs/drs_instance_noise.py --dataset fashion-mnist   # 15 min here
 
 ``experiments/drs/drs_instance_noise.jsonl`` holds the rows of the runs made on this machine (2 CPU cores)
-on the GANs shipped until commit 4b9eef1, whose D had the paper's calibration only: to rerun them as
-recorded, point ``LATENT_LAB_PRETRAINED`` at a copy of ``pretrained/`` holding that commit's GAN
-checkpoints and manifest entries.
+on earlier GANs whose D had the paper's calibration only; docs/drs.md ("Rerunning a record") says
+which, and how to rerun them as recorded.
 """
 
 from __future__ import annotations
