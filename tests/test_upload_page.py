@@ -62,7 +62,7 @@ def test_upload_add_inspect_share_and_hand_to_interpolation(store):
     [chart] = at.main.get("plotly_chart")
     spec = json.loads(chart.proto.spec)
     yours = next(t for t in spec["data"] if t.get("name") == "yours")  # the uploads, ringed
-    assert len(yours["x"]) == 2 and not any(t.get("name") == "from the shared store" for t in spec["data"])
+    assert len(plotly_array(yours["x"])) == 2 and not any(t.get("name") == "from the shared store" for t in spec["data"])
     assert len(chart.proto.spec) < 100_000  # the map as a density image, not its 70k points
     assert len(at.expander) == 2
     captions = [c for im in at.image for c in im.captions]
@@ -118,3 +118,49 @@ def test_names_are_shown_as_text_never_as_markdown():
         assert "](" not in shown.value.replace("\\]\\(", "")  # no link or image syntax survives unescaped
         assert not re.search(r"https?:/|www\.|@\w", shown.value.replace("\\", ""))  # nor a bare URL or address
     assert plain("x") == "x"
+
+
+def test_each_exemplar_is_placed_on_the_map_once_per_session(store, monkeypatch):
+    """The map never moves, so a rerun reuses the places already found; only a new upload is
+    placed, and where it lands is what a fresh placement gives."""
+    import torch
+
+    from app import state
+    from core import projection
+
+    placed = []
+    place = projection.place
+
+    def counting(new_codes, *args, **kwargs):
+        placed.append(len(new_codes))
+        return place(new_codes, *args, **kwargs)
+
+    monkeypatch.setattr(projection, "place", counting)
+    at = open_page()
+    at.file_uploader[0].set_value([("seven.png", ui.encode(ui.printed_digit(7)), "image/png")]).run()
+    [add] = [b for b in at.button if b.label.startswith("Add 1")]
+    add.click().run()
+    at.toggle[0].set_value(True).run()  # a rerun that adds nothing
+    assert not at.exception, at.exception
+    assert placed == [1]
+    at.file_uploader[0].set_value([("three.png", ui.encode(ui.printed_digit(3)), "image/png")]).run()
+    [add] = [b for b in at.button if b.label.startswith("Add 1")]
+    add.click().run()
+    assert not at.exception, at.exception
+    assert placed == [1, 1]  # the second upload alone
+    [chart] = at.main.get("plotly_chart")
+    yours = next(t for t in json.loads(chart.proto.spec)["data"] if t.get("name") == "yours")
+    session = at.session_state["upload_session:mnist"]
+    latents, coords = state.latents("exemplar_vae", "mnist"), state.load_map("exemplar_vae", "mnist")["coords"]
+    fresh = place(torch.stack([u.code for u in session.uploads.values()]), latents["codes"], coords,
+                  index=latents["index"])
+    np.testing.assert_allclose(np.c_[plotly_array(yours["x"]), plotly_array(yours["y"])], fresh, rtol=1e-5)
+
+
+def plotly_array(values) -> np.ndarray:
+    """A trace's coordinates as plotly.js reads them: a list, or typed-array bytes."""
+    import base64
+
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values)

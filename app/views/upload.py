@@ -143,8 +143,15 @@ maps = [e for e in state.manifest() if e["kind"] == "map" and e["model"] == MODE
 if maps:
     st.subheader("Where they land on the map")
     arrays, latents = state.load_map(MODEL, name), state.latents(MODEL, name)
-    placed = projection.place(torch.stack([u.code for u in own]), latents["codes"], arrays["coords"],
-                              index=latents["index"])  # the map itself never moves
+    # The map never moves, so an exemplar's place never changes: each is placed once per session
+    # and map, and a large shared store costs its search on the first visit, not on every rerun.
+    places: dict = st.session_state.setdefault(f"upload_places:{name}:{maps[0]['sha256']}", {})
+    unplaced = [u for u in own if u.id not in places]
+    if unplaced:
+        places.update(zip((u.id for u in unplaced),
+                          projection.place(torch.stack([u.code for u in unplaced]), latents["codes"],
+                                           arrays["coords"], index=latents["index"])))
+    placed = np.stack([places[u.id] for u in own])
     yours = np.array([not u.shared for u in own])
     st.plotly_chart(figures.exemplars_on_map(arrays["coords"], placed, yours), key=f"upload-map:{name}")
     st.caption("Over the map's images (grey, darker where they are dense): your exemplars ringed, the "
