@@ -106,13 +106,14 @@ def measure(model, dataset: str, *, limit: int | None = None, samples: int = 100
             classifier, _ = pretrained.load("classifier", dataset)
         except pretrained.ArtifactError:
             classifier = None  # the accuracy on reconstructions is left out, not made up
+        extra = super_resolution_measure(model, dataset, limit, classifier)
         try:
             ae, entry = pretrained.load(model.family + "_ae", dataset)
         except pretrained.ArtifactError as exc:
             return {**model.measure(dataset, limit=limit, progress=progress, classifier=classifier),
-                    "ae_missing": str(exc)}
-        return model.measure(dataset, limit=limit, progress=progress, autoencoder=(ae, entry["epochs"]),
-                             classifier=classifier)
+                    "ae_missing": str(exc), **extra}
+        return {**model.measure(dataset, limit=limit, progress=progress, autoencoder=(ae, entry["epochs"]),
+                                classifier=classifier), **extra}
     if model.family == "swav":
         shipped = {}
         for other in ("vae", "exemplar_vae"):
@@ -124,6 +125,21 @@ def measure(model, dataset: str, *, limit: int | None = None, samples: int = 100
     if hasattr(model, "measure"):
         return model.measure(dataset, limit=limit, progress=progress)
     return evaluate(model, dataset, limit=limit, samples=samples, progress=progress)
+
+
+SR_IMAGES = 500  # test images rendered at 56, 112 and 224 px by super_resolution_measure
+
+
+def super_resolution_measure(model, dataset: str, limit: int | None, classifier) -> dict:
+    """An implicit GON's renders against bicubic upscaling (``core.interpolation``), on the first
+    ``SR_IMAGES`` test images; nothing for a family that renders 28 px only."""
+    if not getattr(model, "renders_any_size", False):
+        return {}
+    from core import interpolation
+
+    test = data.load(dataset, "test")
+    n = min(SR_IMAGES, limit or SR_IMAGES)
+    return interpolation.super_resolution_quality(model, test.images[:n], test.labels[:n], classifier)
 
 
 def has_own_measure(model) -> bool:

@@ -137,6 +137,45 @@ def test_super_resolution_sizes_and_only_for_the_implicit_gon():
         interpolation.super_resolution(small("gon"), images(1))
 
 
+def test_gradient_energy_rewards_a_sharp_edge():
+    """A step edge rendered sharp at 112 px has more energy than the same edge upscaled bicubically
+    from 28 px; a flat picture has none; slopes are in units of a 28 px pixel at any size."""
+    edge = np.zeros((28, 28), np.uint8)
+    edge[:, 14:] = 255
+    sharp = np.zeros((112, 112), np.uint8)
+    sharp[:, 56:] = 255
+    blurred = np.asarray(Image.fromarray(edge).resize((112, 112), Image.Resampling.BICUBIC))
+    nearest = np.asarray(Image.fromarray(edge).resize((112, 112), Image.Resampling.NEAREST))
+    assert interpolation.gradient_energy(np.zeros((1, 112, 112), np.uint8)) == 0
+    assert interpolation.gradient_energy(sharp[None]) > 3 * interpolation.gradient_energy(blurred[None])
+    # A unit step over one pixel: a slope of 1 per 28 px pixel at 28 px, of 4 at 112 px (in 28 px
+    # units), in one of the 27 (111) columns of differences.
+    assert interpolation.gradient_energy(edge[None]) == pytest.approx(1 / 27)
+    assert interpolation.gradient_energy(nearest[None]) == pytest.approx(16 / 111)
+
+
+def test_super_resolution_quality_reports_each_size_against_bicubic():
+    model = small("implicit_gon").eval()
+    x, labels = images(6), torch.arange(6) % 10
+
+    class Constant:
+        def predict(self, pictures):
+            return torch.zeros(len(pictures), dtype=torch.long)
+
+    result = interpolation.super_resolution_quality(model, x, labels, Constant(), sizes=(56, 112), batch_size=4)
+    assert result["sr_images"] == 6 and result["sr_sizes"] == [56, 112]
+    for s in (56, 112):
+        assert result[f"sr_energy_ratio_{s}"] == pytest.approx(result[f"sr_energy_implicit_{s}"]
+                                                               / result[f"sr_energy_bicubic_{s}"])
+        assert result[f"sr_accuracy_implicit_{s}"] == result[f"sr_accuracy_bicubic_{s}"] == pytest.approx(1 / 6)
+        assert result[f"sr_error_implicit_{s}"] > 0 and result[f"sr_energy_real_bicubic_{s}"] > 0
+    # Box-filtered back to 28 px, bicubic upscaling of the 28 px render is close to that render.
+    recon_error = squared_error(model.reconstruct(x), x).mean().item()
+    assert result["sr_error_bicubic_56"] == pytest.approx(recon_error, rel=0.05)
+    with pytest.raises(ValueError, match="implicit_gon"):
+        interpolation.super_resolution_quality(small("gon"), x, labels)
+
+
 def test_png_and_gif_bytes_decode_with_pil():
     model = small("gon").eval()
     frames = interpolation.interpolate(model, images(2)[0], images(2)[1], 5)
