@@ -62,6 +62,12 @@ def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
                     ready="[data-testid='stDownloadButton']")
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator("[data-testid='stImage'] img").count() >= 3  # GON strip, VAE strip(s), grid
+    if ("implicit_gon", "mnist") in shipped:  # under the renders, how much sharper they measured
+        ratio = pretrained.find("implicit_gon", "mnist")["metrics"]["sr_energy_ratio_224"]
+        page.get_by_text("How sharp, over 500 test images").scroll_into_view_if_needed()
+        assert f"have {ratio:.2f}× the gradient energy of bicubic upscaling" in page.get_by_text(
+            "How sharp, over 500 test images").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "interpolate-super-resolution.png"))
     page.close()
     if ("vae", "mnist") not in {(e["model"], e["dataset"]) for e in pretrained.read_manifest() if e["kind"] == "map"}:
         pytest.skip("no vae map shipped for mnist")
