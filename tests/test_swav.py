@@ -300,3 +300,25 @@ def test_record_needs_the_full_measurement():
 
     result = run_cli("evaluate", "swav", "--dataset", "mnist", "--record", "--limit", "50")
     assert result.returncode == 2 and "drop --checkpoint and --limit" in result.stderr
+
+
+def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
+    """docs/reproductions.md's SwAV table: the shipped rows from the manifest, the recipe's from
+    experiments/swav/official-recipe.json."""
+    import json
+
+    from core.paths import ROOT
+
+    doc = (ROOT / "docs" / "reproductions.md").read_text()
+    recipe = json.loads((ROOT / "experiments" / "swav" / "official-recipe.json").read_text())["entries"]
+
+    def row(m: dict) -> str:
+        return (f"| {m['knn_accuracy']:.3f} | {m['knn_accuracy_pooled']:.3f} | {m['knn_accuracy_projection']:.3f} | "
+                f"{m['knn_accuracy_pixels']:.3f} | {m['nmi']:.3f} | {m['ari']:.3f} | {m['empty_clusters']} |")
+
+    for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
+        shipped = pretrained.find("swav", dataset)
+        assert f"| {name} | shipped, {shipped['epochs']} epochs {row(shipped['metrics'])}" in doc
+        ran = recipe[dataset]
+        assert f"| {name} | official recipe, {ran['epochs']} epochs {row(ran['metrics'])}" in doc
+        assert ran["config"]["queue_length"] == 0 and ran["config"]["local_crops"] == 6
