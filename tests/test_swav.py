@@ -304,7 +304,7 @@ def test_record_needs_the_full_measurement():
 
 def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
     """docs/reproductions.md's SwAV table: the shipped rows from the manifest, the recipe's from
-    experiments/swav/official-recipe.json."""
+    experiments/swav/official-recipe.json, the deeper network's from deeper-network.json."""
     import json
 
     from core.paths import ROOT
@@ -322,3 +322,7 @@ def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
         ran = recipe[dataset]
         assert f"| {name} | official recipe, {ran['epochs']} epochs {row(ran['metrics'])}" in doc
         assert ran["config"]["queue_length"] == 0 and ran["config"]["local_crops"] == 6
+
+    deeper = json.loads((ROOT / "experiments" / "swav" / "deeper-network.json").read_text())["entries"]["fashion-mnist"]
+    assert deeper["config"]["top_stages"] == 2 and deeper["config"]["schedule_epochs"] == deeper["epochs"]
+    assert f"| Fashion-MNIST | recipe, 26 px receptive field, {deeper['epochs']} epochs {row(deeper['metrics'])}" in doc
