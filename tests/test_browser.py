@@ -28,6 +28,13 @@ def test_home_renders_in_chromium(app_url, browser):
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
     assert page.locator("[data-testid='stImage'] img").count() >= 1  # the class grid
     assert "?dataset=fashion-mnist" in page.url
+    # Every page's card shows its whole title, not one cut short with an ellipsis.
+    links = page.locator("[data-testid='stMainBlockContainer'] [data-testid='stPageLink'] a")
+    assert links.count() == len(PAGES_TO_SMOKE) - 1
+    for i in range(links.count()):
+        link = links.nth(i)
+        clipped = link.evaluate("a => [a, ...a.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.tagName + ': ' + e.textContent)")
+        assert not clipped, clipped
     page.close()
 
 

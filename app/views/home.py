@@ -9,11 +9,14 @@ st.title("Latent Lab")
 st.write("Browse the latent spaces of small generative and representation models on 28×28 "
          "images: Exemplar VAE, Discriminator Rejection Sampling, Gradient Origin Networks and SwAV.")
 
-cols = st.columns(len(PAGES) - 1 or 1)
-for col, spec in zip(cols, PAGES[1:]):
-    with col.container(border=True):
-        st.page_link(spec.path, label=spec.title, icon=spec.icon)
-        st.caption(spec.blurb)
+# Three cards a row: at six a row, page links cut their titles short ("Rejection sa…").
+CARDS_PER_ROW = 3
+cards = PAGES[1:]
+for start in range(0, len(cards), CARDS_PER_ROW):
+    for col, spec in zip(st.columns(CARDS_PER_ROW), cards[start:start + CARDS_PER_ROW]):
+        with col.container(border=True):
+            st.page_link(spec.path, label=spec.title, icon=spec.icon)
+            st.caption(spec.blurb)
 
 st.header(f"Dataset: {name}")
 train, test = state.dataset_or_stop(name, "train"), state.dataset_or_stop(name, "test")
