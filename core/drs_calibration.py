@@ -8,7 +8,7 @@ layer alone is refitted on the same split, a regularised logistic regression on 
 feature map (``calibrate_last_layer``): the paper's calibration alone leaves a D that tells
 Fashion-MNIST fakes from real almost perfectly, and DRS by it made the FD worse. Of the refitted
 heads, the one kept is chosen together with γ's percentile by the FD of DRS's accepted samples
-against the GAN's own training images (``GANConfig.last_layer_choice``). docs/drs.md has the
+against the GAN's own training images (``GANConfig.refit_last_layer``). docs/drs.md has the
 findings behind each step.
 
 This sits above the GAN model (``core.models.gan``) and DRS itself (``core.drs``), and uses the
@@ -36,12 +36,10 @@ def after_training(gan: GAN, train_set, progress: bool = True) -> dict:
     held_out = held_out_images(gan, train_set.images)
     log = calibrate(gan, held_out, progress=progress)
     if gan.config.refit_last_layer:
-        fd_against = None
-        if gan.config.last_layer_choice == "validation_fd":
-            from core import pretrained
+        from core import pretrained
 
-            classifier, _ = pretrained.load("classifier", train_set.name)
-            fd_against = (classifier.features, train_set.images[: len(train_set.images) - len(held_out)])
+        classifier, _ = pretrained.load("classifier", train_set.name)
+        fd_against = (classifier.features, train_set.images[: len(train_set.images) - len(held_out)])
         log["last_layer"] = calibrate_last_layer(gan, held_out, fd_against=fd_against, progress=progress)
     return log
 
@@ -98,8 +96,8 @@ def calibrate_last_layer(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
       ``config.validation_samples`` per FD). Log loss rewards telling real from fake, while DRS
       needs the fakes ranked, and the two choose differently on Fashion-MNIST (docs/drs.md).
 
-    ``grids``: the sides g to try; by default every one that tiles the map evenly (4, 2, 1 for the
-    DCGAN-shaped D's 4×4 map, 7, 1 for the two-layer D's 7×7). A pooled head is still linear in
+    ``grids``: the sides g to try; by default every one that tiles the map evenly (4, 2, 1 for D's
+    4×4 map). A pooled head is still linear in
     the whole map (each cell's weight shared by the cells it pools), so it folds into D's last
     layer without changing its shape.
 

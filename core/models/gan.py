@@ -3,8 +3,7 @@ Darrell, Goodfellow & Odena, ICLR 2019; the paper has no official code).
 
 DCGAN (Radford et al. 2016): transposed convolutions with BatchNorm and ReLU in G, strided
 convolutions with LeakyReLU in D down to 4×4 and a 4×4 convolution to the logit, Adam(2e-4,
-β1 = 0.5), the non-saturating loss. ``discriminator = "two-layer"`` (two strided convolutions and
-a linear layer on the 7×7 map) is the shallower D that experiments/drs/drs_sweep.py compares.
+β1 = 0.5), the non-saturating loss.
 
 The GAN trains on all but the last ``holdout_fraction`` of the training images. After training,
 ``core.drs_calibration`` calibrates D on those held-out images for DRS, and ``core.drs`` holds the
@@ -31,28 +30,13 @@ class GANConfig:
     holdout_fraction: float = 0.1  # the last tenth of the training images, unseen by the GAN, calibrate D
     calibration_steps: int = 3000  # upper bound; early stopping usually ends it sooner
     calibration_patience: int = 5  # validations (every 100 steps) without improvement
-    discriminator: str = "dcgan"  # or "two-layer", a shallower D that experiments compare
-    # After the paper's calibration, refit D's last layer on the same split
-    # (core.drs_calibration.calibrate_last_layer): the paper's alone makes DRS worsen the FD on
-    # Fashion-MNIST (docs/drs.md).
+    # After the paper's calibration, refit D's last layer on the same split and choose its head,
+    # together with γ's percentile, by the FD of DRS's accepted samples against the GAN's own
+    # training images in the shipped classifier's features, never the test set's
+    # (core.drs_calibration.calibrate_last_layer): the paper's calibration alone makes DRS worsen
+    # the FD on Fashion-MNIST, and a head chosen by log loss leaves it short of a 10% gain (docs/drs.md).
     refit_last_layer: bool = True
-    # How the refit chooses among its heads: "validation_fd", together with γ's percentile, by the
-    # FD of DRS's accepted samples against the GAN's own training images in the shipped classifier's
-    # features (never the test set's); or "log_loss" on the held-out validation fifth, which leaves
-    # Fashion-MNIST short of a 10% gain (docs/drs.md).
-    last_layer_choice: str = "validation_fd"
-    validation_samples: int = 5_000  # accepted samples per FD for "validation_fd", from a pool 30× as large
-
-    def __post_init__(self):
-        if self.discriminator not in DISCRIMINATORS:
-            raise ValueError(f"unknown discriminator {self.discriminator!r}; choose one of: {', '.join(DISCRIMINATORS)}")
-        if self.last_layer_choice not in LAST_LAYER_CHOICES:
-            raise ValueError(f"unknown last_layer_choice {self.last_layer_choice!r}; "
-                             f"choose one of: {', '.join(LAST_LAYER_CHOICES)}")
-
-
-DISCRIMINATORS = ("dcgan", "two-layer")
-LAST_LAYER_CHOICES = ("validation_fd", "log_loss")
+    validation_samples: int = 5_000  # accepted samples per validation FD, from a pool 30× as large
 
 
 class Generator(nn.Module):
@@ -72,37 +56,28 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, width: int, kind: str = "dcgan"):
+    def __init__(self, width: int):
         super().__init__()
         w = width
-        # Both kinds build their first two stages first, so a seed gives the two-layer D the same
-        # weights whichever kind is the default (the recorded sweep reproduces).
-        layers = [
+        self.body = nn.Sequential(
             nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, 14, 14)
             nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # (B, 2w, 7, 7)
-        ]
-        if kind == "dcgan":
-            layers += [
-                nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),  # (B, 4w, 4, 4)
-                nn.Conv2d(4 * w, 1, 4, 1, 0), nn.Flatten(),  # (B, 1): every pixel reaches the logit
-            ]
-        else:
-            layers += [nn.Flatten(), nn.Linear(2 * w * 7 * 7, 1)]
-        self.body = nn.Sequential(*layers)
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),  # (B, 4w, 4, 4)
+            nn.Conv2d(4 * w, 1, 4, 1, 0), nn.Flatten(),  # (B, 1): every pixel reaches the logit
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The logit D̃(x), shape (B,), of images in [-1, 1]."""
         return self.body(x).squeeze(1)
 
     def last_feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """What D's last layer reads, (B, C, H, W), of images in [-1, 1]: the body ends with (4×4
-        conv, Flatten) in the DCGAN-shaped D and with (Flatten, Linear) in the two-layer one."""
+        """What D's last layer reads, (B, 4w, 4, 4), of images in [-1, 1]."""
         return self.body[:-2](x)
 
     @property
-    def last_layer(self) -> nn.Conv2d | nn.Linear:
-        """The layer from the last feature map to the logit: linear in the whole map either way."""
-        return self.body[-2] if isinstance(self.body[-1], nn.Flatten) else self.body[-1]
+    def last_layer(self) -> nn.Conv2d:
+        """The layer from the last feature map to the logit: linear in the whole map."""
+        return self.body[-2]
 
 
 class GAN(nn.Module):
@@ -120,7 +95,7 @@ class GAN(nn.Module):
         super().__init__()
         self.config = config
         self.generator = Generator(config.nz, config.width)
-        self.discriminator = Discriminator(config.width, config.discriminator)
+        self.discriminator = Discriminator(config.width)
         # Set by calibrate(): 1 once D has been calibrated for DRS.
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
 

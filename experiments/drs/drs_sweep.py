@@ -1,7 +1,7 @@
 """Which GAN makes Discriminator Rejection Sampling work? A sweep of generator and discriminator
 variants, each trained from scratch, calibrated and scored the way ``python -m core evaluate drs``
-scores the shipped GAN (README, DRS). Every variant starts from the shipped GAN's G and the
-shallower, two-layer D (``GANConfig.discriminator``); the shipped GAN's D goes one stage deeper.
+scores the shipped GAN (README, DRS). Every variant starts from the shipped GAN's G and a
+shallower, two-layer D (``TwoLayerDiscriminator``); the shipped GAN's D goes one stage deeper.
 
 For every variant and checkpoint epoch it prints one JSON line: the FD of plain GAN samples and of
 DRS samples (Algorithm 1, γ per batch of 1,000) at the 50/80/95th percentiles, and, as a yardstick
@@ -45,7 +45,7 @@ except ImportError:
     sys.modules["faiss"] = types.ModuleType("faiss")
 from core import drs, fidelity  # noqa: E402
 from core.models.classifier import Classifier, ClassifierConfig  # noqa: E402
-from core.models.gan import GAN, GANConfig  # noqa: E402
+from core.models.gan import GAN, GANConfig, Generator  # noqa: E402
 
 SN = nn.utils.parametrizations.spectral_norm
 
@@ -74,6 +74,21 @@ class UpsampleGenerator(nn.Module):
 
     def forward(self, z):
         return self.body(self.project(z).view(len(z), 2 * self.w, 7, 7))
+
+
+class TwoLayerDiscriminator(nn.Module):
+    """The sweep's "batch" D: two strided convolutions with BatchNorm, then a linear layer on the
+    7×7 map. Shallower than the shipped GAN's D, which goes down to 4×4."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Linear(2 * w * 49, 1))
+
+    def forward(self, x):
+        return self.body(x).squeeze(1)
 
 
 class SpectralDiscriminator(nn.Module):
@@ -127,8 +142,11 @@ def run_variant(name: str, data_path: str, out_dir: Path, device: str, epochs: i
     ref = fidelity.feature_statistics(torch.from_numpy(features(test)))
     held_features = features(held)
 
-    # The sweep's "batch" variants have the two-layer D.
-    gan = GAN(GANConfig(nz=NZ, width=WIDTH, batch_size=BATCH, lr=LR, discriminator="two-layer"))
+    # The shipped GAN's training step around the sweep's own networks, drawn from seed 0 in the
+    # order the recorded runs drew them: G, then the two-layer D, then any replacement.
+    gan = GAN(GANConfig(nz=NZ, width=WIDTH, batch_size=BATCH, lr=LR))
+    torch.manual_seed(0)
+    gan.generator, gan.discriminator = Generator(NZ, WIDTH), TwoLayerDiscriminator(WIDTH)
     if g_kind == "upsample":
         gan.generator = UpsampleGenerator(NZ, WIDTH)
     if d_kind == "spectral":
