@@ -181,3 +181,21 @@ def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"present-{slug}.png"))
     page.close()
+
+
+def test_drs_page_shows_the_figures_outside_the_yardstick(app_url, browser):
+    """A person reading the DRS page sees, beside the yardstick's gain, what the same draws do in the
+    feature spaces that chose nothing (here, on MNIST, the probe's FD rises)."""
+    from core import pretrained
+
+    judged = pretrained.find("gan", "mnist")["metrics"]["independent"]
+    page = rendered(browser, f"{app_url}/drs?dataset=mnist", "drs-outside-the-yardstick.png",
+                    ready="text=Outside the yardstick.")
+    paragraph = page.locator("p", has_text="Outside the yardstick.").first
+    paragraph.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "drs-outside-the-yardstick.png"))
+    text = " ".join(paragraph.inner_text().split())
+    assert f"{judged['probe']['fd_change_median']:+.1%} in an MLP probe's features" in text
+    assert f"{judged['swav_pooled']['fd_change_median']:+.1%} in SwAV's pooled features" in text
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

@@ -55,6 +55,16 @@ if "fd_change_by_draw" in m:
     st.markdown(f"**One draw is noisy.** The FD change above is the first of {len(m['fd_change_by_draw'])} "
                 f"independent draws (BurnIn, plain samples and DRS samples each time): {draws}; "
                 f"median **{m['fd_change_median']:+.1%}**.")
+# Figures in feature spaces that chose nothing: the head and γ were chosen in the classifier's.
+INDEPENDENT_SPACES = {"probe": "an MLP probe's features", "swav_pooled": "SwAV's pooled features"}
+judged = [(label, m["independent"][space]) for space, label in INDEPENDENT_SPACES.items()
+          if space in m.get("independent", {})]
+if judged:
+    changes = "; ".join(f"**{j['fd_change_median']:+.1%}** in {label} (draws "
+                        f"{', '.join(f'{c:+.1%}' for c in j['fd_change_by_draw'])})" for label, j in judged)
+    st.markdown(f"**Outside the yardstick.** D's head and γ were chosen by FD in the classifier's features, so "
+                f"the change above is partly in the measure that was optimised. The same draws, judged in "
+                f"features that chose nothing, change the FD by {changes}.")
 if "fd_feature_ratio" in m:
     st.markdown(
         f"**What selection could do.** The same rule driven by a ratio fitted on the "
