@@ -35,6 +35,10 @@ def test_home_renders_in_chromium(app_url, browser):
         link = links.nth(i)
         clipped = link.evaluate("a => [a, ...a.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.tagName + ': ' + e.textContent)")
         assert not clipped, clipped
+    # A card is a link: clicking one opens its page, for the same dataset.
+    links.filter(has_text="Rejection sampling").click()
+    page.wait_for_selector("h1:has-text('Discriminator Rejection Sampling')", timeout=90_000)
+    assert "?dataset=fashion-mnist" in page.url
     page.close()
 
 
@@ -185,7 +189,7 @@ def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
 
 def test_drs_page_shows_the_figures_outside_the_yardstick(app_url, browser):
     """A person reading the DRS page sees, beside the yardstick's gain, what the same draws do in the
-    feature spaces that chose nothing (here, on MNIST, the probe's FD rises)."""
+    feature spaces that chose nothing."""
     from core import pretrained
 
     judged = pretrained.find("gan", "mnist")["metrics"]["independent"]
