@@ -830,3 +830,30 @@ def test_the_shipped_fashion_mnist_calibration_chose_as_the_script_did():
     measured = gan_of_the_records("fashion-mnist")["metrics"]["fd_change_by_draw"]
     assert [percent(d["fd_change"]) for d in draws[1:]] == [percent(c) for c in measured[1:]]
     assert [d["fd_change"] for d in draws[1:]] == pytest.approx(measured[1:], abs=5e-4)
+
+
+def test_docs_quote_the_selection_space_runs():
+    """docs/drs.md's table of head and γ chosen in the VAE's features is
+    experiments/drs/drs_selection_space.jsonl, and what it says of the map holds in the map's rows."""
+    import json
+
+    from core.paths import ROOT
+
+    doc = (ROOT / "docs" / "drs.md").read_text()
+    rows = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_selection_space.jsonl")]
+    percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
+    names = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
+    for dataset, name in names.items():
+        (map_row,) = [r for r in rows if r["dataset"] == dataset and r["row"] == "map"]
+        (study,) = [r for r in rows if r["dataset"] == dataset and r["row"] == "study"]
+        assert map_row["selection"] == study["selection"] == "vae"
+        cells = [f"{percent(r['fd_change_median'])} ({', '.join(percent(x)[:-1] for x in r['fd_change_by_draw'])})"
+                 for r in (study, study["independent"]["probe"], study["independent"]["swav_pooled"])]
+        grid = study["pooled_grid"]
+        head = f"{grid}×{grid}, C = {study['penalty_c']:g}, {study['gamma_percentile']:g}th"
+        assert f"| {name} | {head} | {' | '.join(cells)} | {100 * study['acceptance_rate']:.1f}% |" in doc
+        goal = [v for v in map_row["fd_change"].values()
+                if v["yardstick"] <= -0.20 and v["probe"] <= -0.10 and v["swav_pooled"] <= -0.10]
+        assert (f"{len(goal)} of the {len(map_row['fd_change'])} points" in doc) or (not goal and "none does" in doc)
+    mnist_map = next(r for r in rows if r["dataset"] == "mnist" and r["row"] == "map")["fd_change"]
+    assert f"by more than {-100 * min(v['probe'] for v in mnist_map.values()):.1f}%" in doc
