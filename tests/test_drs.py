@@ -840,6 +840,7 @@ def test_docs_quote_the_selection_space_runs():
     from core.paths import ROOT
 
     doc = (ROOT / "docs" / "drs.md").read_text()
+    doc_flat = " ".join(doc.split())
     rows = [json.loads(line) for line in open(ROOT / "experiments" / "drs" / "drs_selection_space.jsonl")]
     percent = lambda x: f"{100 * x:+.1f}%".replace("-", "−")
     names = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
@@ -855,5 +856,21 @@ def test_docs_quote_the_selection_space_runs():
         goal = [v for v in map_row["fd_change"].values()
                 if v["yardstick"] <= -0.20 and v["probe"] <= -0.10 and v["swav_pooled"] <= -0.10]
         assert (f"{len(goal)} of the {len(map_row['fd_change'])} points" in doc) or (not goal and "none does" in doc)
-    mnist_map = next(r for r in rows if r["dataset"] == "mnist" and r["row"] == "map")["fd_change"]
-    assert f"by more than {-100 * min(v['probe'] for v in mnist_map.values()):.1f}%" in doc
+        pr = study["precision_recall"]
+        assert (f"{pr['precision_gan']:.3f} → {pr['precision_drs']:.3f} and {pr['recall_gan']:.3f} → "
+                f"{pr['recall_drs']:.3f} on {name}") in doc_flat
+    maps = {r["dataset"]: r["fd_change"] for r in rows if r["row"] == "map"}
+    medians = {r["dataset"]: [percent(x) for x in (r["fd_change_median"], r["independent"]["probe"]["fd_change_median"],
+                                                   r["independent"]["swav_pooled"]["fd_change_median"])]
+               for r in rows if r["row"] == "study"}
+    fashion, mnist = medians["fashion-mnist"], medians["mnist"]
+    assert (f"Fashion-MNIST {fashion[0]} in the yardstick, {fashion[1]} in the probe, {fashion[2]} in SwAV's; "
+            f"MNIST {', '.join(mnist)}") in doc_flat  # the In short bullet
+    study = next(r for r in rows if r["dataset"] == "fashion-mnist" and r["row"] == "study")
+    chosen = maps["fashion-mnist"][f"{study['pooled_grid']}x{study['pooled_grid']} C={study['penalty_c']:g} "
+                                   f"p={study['gamma_percentile']:g}"]
+    assert f"({percent(chosen['yardstick'])}, {percent(chosen['probe'])}, {percent(chosen['swav_pooled'])})" in doc_flat
+    assert chosen["yardstick"] > -0.20  # "misses them on the map"
+    corner = maps["mnist"]["4x4 C=1 p=95"]
+    assert f"gives {percent(corner['yardstick'])} in the yardstick and {percent(corner['probe'])} in the probe" in doc_flat
+    assert f"by more than {-100 * min(v['probe'] for v in maps['mnist'].values()):.1f}% on the map" in doc_flat

@@ -91,8 +91,8 @@ def main() -> None:
     yardstick = fidelity.Yardstick.shipped(args.dataset)
     reported = {"yardstick": fidelity.FeatureSpace(yardstick.classifier.features, test_images),
                 **drs.independent_spaces(args.dataset, test_images)}
-    select = selection_features(args.dataset)
-    select_target = fidelity.feature_statistics(select(gan_training_images))
+    vae_features = selection_features(args.dataset)
+    vae_reference = fidelity.feature_statistics(vae_features(gan_training_images))  # never the test set
 
     # One pool, scored once by every head and embedded once in every space.
     generator = torch.Generator().manual_seed(drs.VALIDATION_STREAM + SEED)
@@ -106,15 +106,16 @@ def main() -> None:
         images = gan.sample(1000, generator)
         with torch.no_grad():
             embedded = {name: space.features(images) for name, space in reported.items()}
-            embedded["selection"] = select(images)
+            embedded["selection"] = vae_features(images)
         batches.append((scores(images), embedded, torch.rand(1000, generator=generator, dtype=torch.float64)))
 
     def fd(name: str, features: torch.Tensor) -> float:
         stats = fidelity.feature_statistics(features[:SAMPLES])
-        return fidelity.frechet_distance(stats, select_target if name == "selection" else reported[name].reference)
+        return fidelity.frechet_distance(stats, vae_reference if name == "selection" else reported[name].reference)
 
     spaces = [*reported, "selection"]
-    plain = {name: fd(name, torch.cat([b[1][name][:SAMPLES] for b in batches[: SAMPLES // 1000]])) for name in spaces}
+    plain = {name: fd(name, torch.cat([embedded[name] for _, embedded, _ in batches[: SAMPLES // 1000]]))
+             for name in spaces}  # the pool's first SAMPLES, every one accepted
     table = {}  # (head key, percentile) -> {space: FD change on the pool}
     for k, key in enumerate(tqdm(keys, desc="heads")):
         for p in drs.VALIDATION_PERCENTILES:
@@ -144,7 +145,8 @@ def main() -> None:
           "acceptance_rate": result["acceptance_rate"],
           "independent": {name: {"fd_change_median": r["fd_change_median"], "fd_change_by_draw": r["fd_change_by_draw"]}
                           for name, r in result["independent"].items()},
-          "precision_recall": {k: v for k, v in result["independent"]["probe"].items() if k.startswith(("precision", "recall"))}})
+          "precision_recall": {k: v for k, v in result["independent"][drs.PRECISION_RECALL_SPACE].items()
+                               if k.startswith(("precision", "recall"))}})
 
 
 if __name__ == "__main__":
