@@ -190,14 +190,19 @@ def class_shares(class_names: tuple[str, ...], shares: dict[str, list[float]]) -
 
 
 def fd_by_percentile(curves: dict[str, dict[str, float | None]], chosen: float) -> go.Figure:
-    """FD against γ's percentile, one line per curve ({name: {percentile: FD}}; None where not
-    measured), with the chosen percentile marked."""
+    """FD change against γ's percentile, one line per curve ({name: {percentile: FD}}; None where
+    not measured), with the chosen percentile marked. Each curve is relative to its own 0th
+    percentile, where DRS accepts everything, since curves in different feature spaces have FDs of
+    different scales."""
     fig = go.Figure()
     for name, fds in curves.items():
         points = sorted((float(p), fd) for p, fd in fds.items() if fd is not None)
-        fig.add_trace(go.Scatter(x=[p for p, _ in points], y=[fd for _, fd in points], mode="lines+markers", name=name))
+        base = dict(points)[0.0]
+        fig.add_trace(go.Scatter(x=[p for p, _ in points], y=[fd / base - 1 for _, fd in points],
+                                 mode="lines+markers", name=name))
     fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen: {chosen:g}th")
-    fig.update_layout(height=300, xaxis_title="γ percentile", yaxis_title="FD (lower is better)",
+    fig.update_layout(height=300, xaxis_title="γ percentile", yaxis_title="FD change from the 0th (lower is better)",
+                      yaxis_tickformat="+.0%",
                       margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02))  # above: below, it covers the axis title
     return fig

@@ -187,18 +187,19 @@ def test_every_page_in_presentation_mode_at_1080p(app_url, browser, spec):
     page.close()
 
 
-def test_drs_page_shows_the_figures_outside_the_yardstick(app_url, browser):
+def test_drs_page_shows_the_figures_in_features_that_chose_nothing(app_url, browser):
     """A person reading the DRS page sees, beside the yardstick's gain, what the same draws do in the
-    feature spaces that chose nothing."""
+    other feature spaces, and that none of them chose the head or γ."""
     from core import pretrained
 
     judged = pretrained.find("gan", "mnist")["metrics"]["independent"]
-    page = rendered(browser, f"{app_url}/drs?dataset=mnist", "drs-outside-the-yardstick.png",
-                    ready="text=Outside the yardstick.")
-    paragraph = page.locator("p", has_text="Outside the yardstick.").first
+    page = rendered(browser, f"{app_url}/drs?dataset=mnist", "drs-in-features-that-chose-nothing.png",
+                    ready="text=In features that chose nothing.")
+    paragraph = page.locator("p", has_text="In features that chose nothing.").first
     paragraph.scroll_into_view_if_needed()
-    page.screenshot(path=str(ARTIFACTS / "drs-outside-the-yardstick.png"))
+    page.screenshot(path=str(ARTIFACTS / "drs-in-features-that-chose-nothing.png"))
     text = " ".join(paragraph.inner_text().split())
+    assert "chosen by FD in the VAE's features" in text
     assert f"{judged['probe']['fd_change_median']:+.1%} in an MLP probe's features" in text
     assert f"{judged['swav_pooled']['fd_change_median']:+.1%} in SwAV's pooled features" in text
     assert page.locator("[data-testid='stException']").count() == 0

@@ -353,7 +353,9 @@ def test_drs_page_rethresholds_the_same_draw():
 
     specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     curves = next(spec for spec in specs if spec["layout"].get("xaxis", {}).get("title", {}).get("text") == "γ percentile")
-    assert [trace["name"] for trace in curves["data"]] == ["against training images (chooses γ)", "against the test set (reported)"]
+    assert [trace["name"] for trace in curves["data"]] == ["VAE features, training images (chooses γ)",
+                                                          "classifier features, test set (reported)"]
+    assert all(trace["y"][0] == 0 for trace in curves["data"])  # each relative to its 0th percentile
     accepted = lambda: next(m.value for m in at.metric if m.label == "Accepted in this draw")
     at.slider[0].set_value(20).run()
     loose = accepted()

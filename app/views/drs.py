@@ -33,8 +33,9 @@ calibration = ("D was calibrated as in the paper: it kept training on held-out r
 if refit:
     grid = refit["pooled_grid"]
     whole = grid == max(int(tried.split("x")[0]) for tried in refit["val_log_loss"])
-    chosen_by = ("by the FD of DRS's accepted samples against the GAN's own training images, together with "
-                 "γ's percentile" if refit.get("chosen_by") == "validation_fd" else "by validation log loss")
+    chosen_by = ("by the FD of DRS's accepted samples against the GAN's own training images in the VAE's "
+                 "features, together with γ's percentile" if refit.get("chosen_by") == "validation_fd"
+                 else "by validation log loss")
     calibration += (f"; then its last layer was refitted on the same split, a logistic regression on its "
                     f"last feature map pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g} "
                     f"(both chosen {chosen_by}{f'; {grid}×{grid} is the whole map' if whole else ''})")
@@ -43,28 +44,30 @@ validation = m.get("gamma_percentile_validation")
 if validation:
     st.markdown(
         f"**How γ was set.** The {m['gamma_percentile']:g}th percentile, chosen on the GAN's own training "
-        f"images, never on the test set: of the percentiles 0 to 95 in steps of 5, the one whose "
+        f"images in the features of the shipped VAE (its posterior means), never on the test set nor in a "
+        f"space a figure here is measured in: of the percentiles 0 to 95 in steps of 5, the one whose "
         f"{validation['samples']:,} accepted samples (from one scored pool of {validation['pool']:,}) had "
-        f"the lowest FD against those images. The test set's FD at a few percentiles is beside it.")
+        f"the lowest FD against those images. The test set's FD in the classifier's features, at a few "
+        f"percentiles, is beside it.")
     st.plotly_chart(figures.fd_by_percentile(
-        {"against training images (chooses γ)": validation["fd"],
-         "against the test set (reported)": {p: point["fd"] for p, point in m["sweep"].items()}},
+        {"VAE features, training images (chooses γ)": validation["fd"],
+         "classifier features, test set (reported)": {p: point["fd"] for p, point in m["sweep"].items()}},
         m["gamma_percentile"]))
 if "fd_change_by_draw" in m:
     draws = ", ".join(f"{c:+.1%}" for c in m["fd_change_by_draw"])
     st.markdown(f"**One draw is noisy.** The FD change above is the first of {len(m['fd_change_by_draw'])} "
                 f"independent draws (BurnIn, plain samples and DRS samples each time): {draws}; "
                 f"median **{m['fd_change_median']:+.1%}**.")
-# Figures in feature spaces that chose nothing: the head and γ were chosen in the classifier's.
+# The same draws in the other reported spaces; no space a figure is measured in chose anything.
 INDEPENDENT_SPACES = {"probe": "an MLP probe's features", "swav_pooled": "SwAV's pooled features"}
 judged = [(label, m["independent"][space]) for space, label in INDEPENDENT_SPACES.items()
           if space in m.get("independent", {})]
 if judged:
     changes = "; ".join(f"**{j['fd_change_median']:+.1%}** in {label} (draws "
                         f"{', '.join(f'{c:+.1%}' for c in j['fd_change_by_draw'])})" for label, j in judged)
-    st.markdown(f"**Outside the yardstick.** D's head and γ were chosen by FD in the classifier's features, so "
-                f"the change above is partly in the measure that was optimised. The same draws, judged in "
-                f"features that chose nothing, change the FD by {changes}.")
+    st.markdown(f"**In features that chose nothing.** D's head and γ were chosen by FD in the VAE's features, "
+                f"so neither the change above nor these are in the measure that was optimised. The same "
+                f"draws change the FD by {changes}.")
 if "fd_feature_ratio" in m:
     st.markdown(
         f"**What selection could do.** The same rule driven by a ratio fitted on the "
