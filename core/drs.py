@@ -204,8 +204,8 @@ def fd_with_and_without(gan, yardstick, n: int, percentile: float,
 
 def selection_features(dataset: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The features D's head and γ are chosen in: the shipped VAE's posterior means, a model of
-    another family, trained without labels, in which no DRS figure is reported. Chosen in the
-    yardstick's features instead, the head and γ lowered its FD and raised others' (docs/drs.md)."""
+    another family, trained without labels, in which no DRS figure is reported, so that no
+    reported figure measures what was chosen (docs/drs.md)."""
     from core import pretrained
 
     vae, _ = pretrained.load("vae", dataset)

@@ -9,9 +9,8 @@ feature map (``calibrate_last_layer``): the paper's calibration alone leaves a D
 Fashion-MNIST fakes from real almost perfectly, and DRS by it made the FD worse. Of the refitted
 heads, the one kept is chosen together with γ's percentile by the FD of DRS's accepted samples
 against the GAN's own training images (``GANConfig.refit_last_layer``), in the features of the
-shipped VAE (``core.drs.selection_features``), in which no DRS figure is reported: chosen in the
-yardstick classifier's, the gain held there and not in the other spaces. docs/drs.md has the
-findings behind each step.
+shipped VAE (``core.drs.selection_features``), in which no DRS figure is reported. docs/drs.md
+has the findings behind each step.
 
 This sits above the GAN model (``core.models.gan``) and DRS itself (``core.drs``), and uses the
 shipped VAE of the dataset, which is why it is not part of the model.

@@ -191,13 +191,15 @@ def class_shares(class_names: tuple[str, ...], shares: dict[str, list[float]]) -
 
 def fd_by_percentile(curves: dict[str, dict[str, float | None]], chosen: float) -> go.Figure:
     """FD change against γ's percentile, one line per curve ({name: {percentile: FD}}; None where
-    not measured), with the chosen percentile marked. Each curve is relative to its own 0th
-    percentile, where DRS accepts everything, since curves in different feature spaces have FDs of
-    different scales."""
+    not measured), with the chosen percentile marked. Each curve is relative to its own lowest
+    percentile measured (the 0th, where DRS accepts almost everything), since curves in different
+    feature spaces have FDs of different scales."""
     fig = go.Figure()
     for name, fds in curves.items():
         points = sorted((float(p), fd) for p, fd in fds.items() if fd is not None)
-        base = dict(points)[0.0]
+        if not points:
+            continue
+        base = points[0][1]
         fig.add_trace(go.Scatter(x=[p for p, _ in points], y=[fd / base - 1 for _, fd in points],
                                  mode="lines+markers", name=name))
     fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen: {chosen:g}th")

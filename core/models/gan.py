@@ -32,9 +32,10 @@ class GANConfig:
     calibration_patience: int = 5  # validations (every 100 steps) without improvement
     # After the paper's calibration, refit D's last layer on the same split and choose its head,
     # together with γ's percentile, by the FD of DRS's accepted samples against the GAN's own
-    # training images in the shipped classifier's features, never the test set's
-    # (core.drs_calibration.calibrate_last_layer): the paper's calibration alone makes DRS worsen
-    # the FD on Fashion-MNIST, and a head chosen by log loss leaves it short of a 10% gain (docs/drs.md).
+    # training images in the shipped VAE's features (core.drs.selection_features), never the test
+    # set's nor a space a figure is reported in (core.drs_calibration.calibrate_last_layer): the
+    # paper's calibration alone makes DRS worsen the FD on Fashion-MNIST, and a head chosen by log
+    # loss leaves it short of a 10% gain (docs/drs.md).
     refit_last_layer: bool = True
     validation_samples: int = 5_000  # accepted samples per validation FD, from a pool 30× as large
 

@@ -1,11 +1,11 @@
 """A second, independent classifier: an MLP whose features judge sample quality where the
 yardstick's cannot.
 
-DRS chooses its discriminator head and γ by the Fréchet distance in the yardstick classifier's
-features (``core/models/classifier.py``), so a gain measured there is partly a gain in the measure
-that was optimised. This network shares nothing with that choice: another architecture (fully
-connected, no convolutions), another seed, no shift augmentation. ``core.drs.study`` reports the
-FD change, precision and recall in its penultimate features beside the yardstick's.
+A gain in one network's features can be a gain in what that network happens to weigh, so DRS's
+FD change is reported in more than the yardstick classifier's (``core/models/classifier.py``).
+This network shares nothing with the yardstick: another architecture (fully connected, no
+convolutions), another seed, no shift augmentation. ``core.drs.study`` reports the FD change,
+precision and recall in its penultimate features beside the yardstick's.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ result. This script chooses without the test set, the protocol fixed before it w
   fitted on the same split of the held-out images against fresh fakes;
 - each head, at each γ percentile 0, 5, ..., 95, runs DRS over one scored pool of 150,000 fakes
   (``core.drs.validation_fds``), and its first 5,000 accepted are compared by FD, on the
-  classifier's features, against the GAN's own training images, as ``evaluate drs`` chooses γ;
+  classifier's features, against the GAN's own training images;
 - the (head, percentile) pair with the lowest of those FDs is folded into D's last layer, and that
   D is measured on the test set as ``evaluate drs`` measures it (``core.drs.fd_with_and_without``,
   10,000 samples, seeds 0, 1, 2) at the chosen percentile.

@@ -2,8 +2,8 @@
 
 Chosen by the FD of DRS's accepted samples in the yardstick classifier's features, D's last-layer
 head and γ's percentile lowered that FD and raised others'. This script makes the choice in a
-feature space that no figure is reported in, the protocol fixed before it was run (and the one
-``core.drs_calibration.calibrate_last_layer`` now follows):
+feature space that no figure is reported in, the protocol fixed before it was run, and the one
+``core.drs_calibration.after_training`` follows:
 
 - the same 15 heads as the shipped calibration (the whole 4×4 map, 2×2, 1×1; C from 1e-4 to 1),
   fitted on the same split of the held-out images against fresh fakes (seed 0);
@@ -11,9 +11,9 @@ feature space that no figure is reported in, the protocol fixed before it was ru
   95 runs Algorithm 1 over it (``core.drs.accept_batch``: BurnIn, D̃*_M raised online, γ per batch
   of 1,000, the same uniforms), and its first 5,000 accepted are compared with the first 5,000 of
   the pool by FD;
-- the **selection space** is the shipped VAE's posterior means (``core.drs.selection_features``): a model of
-  another family, trained without labels, that plays no part in any reported figure. The FD there
-  is against the GAN's own training images, never the test set;
+- the **selection space** is the shipped VAE's posterior means (``core.drs.selection_features``):
+  a model of another family, trained without labels, that plays no part in any reported figure.
+  The FD there is against the GAN's own training images, never the test set;
 - the (head, percentile) with the lowest selection FD is folded into D's last layer and measured as
   ``evaluate drs`` measures the shipped GAN (``core.drs.study``: 10,000 samples, three draws, the
   yardstick, the probe and SwAV's pooled backbone, all against the test set).
