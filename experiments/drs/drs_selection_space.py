@@ -73,9 +73,7 @@ def main() -> None:
     heads = fit_last_layer_heads(gan, held_out, seed=SEED)
     keys = list(heads)
 
-    yardstick = fidelity.Yardstick.shipped(args.dataset)
-    reported = {"yardstick": fidelity.FeatureSpace(yardstick.classifier.features, test_images),
-                **drs.independent_spaces(args.dataset, test_images)}
+    reported = {"yardstick": fidelity.Yardstick.shipped(args.dataset), **drs.independent_spaces(args.dataset, test_images)}
     vae_features = drs.selection_features(args.dataset)
     vae_reference = fidelity.feature_statistics(vae_features(gan_training_images))  # never the test set
 
@@ -100,8 +98,8 @@ def main() -> None:
 
     spaces = [*reported, "selection"]
     plain = {name: fd(name, torch.cat([embedded[name] for _, embedded, _ in batches[: SAMPLES // 1000]]))
-             for name in spaces}  # the pool's first SAMPLES, every one accepted
-    table = {}  # (head key, percentile) -> {space: FD change on the pool}
+             for name in spaces}  # the pool's first SAMPLES: the GAN without DRS
+    table = {}  # (head key, percentile) -> {space: FD of its first SAMPLES accepted}
     for k, key in enumerate(tqdm(keys, desc="heads")):
         for p in drs.VALIDATION_PERCENTILES:
             batch_max, kept = max_logits[k], {name: [] for name in spaces}
