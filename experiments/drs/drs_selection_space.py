@@ -19,8 +19,9 @@ feature space that no figure is reported in, the protocol fixed before it was ru
   yardstick, the probe and SwAV's pooled backbone, all against the test set).
 
 It also prints, for reading and never for choosing, the **map**: every (head, percentile)'s FD
-change on the pool in the yardstick, the probe and SwAV, against the test set. Where no point of the
-map reaches −10% in every space, no choice of head and γ can.
+change on the pool in the yardstick, the probe and SwAV, against the test set: roughly what any
+choice of head and γ could reach. Roughly, since each point is 5,000 samples against one plain set
+of 5,000 (docs/drs.md compares it with the 10,000-sample draws).
 
     .venv/bin/python experiments/drs/drs_selection_space.py --dataset fashion-mnist
 
