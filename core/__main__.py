@@ -243,6 +243,7 @@ def cmd_augment(args) -> None:
                                    progress=not args.quiet, done=done)
     result["command"] = f"python -m core augment --dataset {args.dataset} --epochs {args.epochs} --seeds {args.seeds}"
     if args.record:
+        result["commit"] = train.git_commit()
         pretrained.record("exemplar_vae", args.dataset, "augmentation", result)
     if args.json:
         print(json.dumps(result))

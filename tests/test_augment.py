@@ -77,3 +77,31 @@ def test_finished_seeds_are_read_back_not_rerun(tmp_path, monkeypatch):
     other = augment.compare_seeds("mnist", model, augment.AugmentConfig(epochs=1, hidden=8), 1,
                                   progress=False, done=tmp_path)
     assert other["config"]["hidden"] == 8
+
+
+def minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def seed_row(run: dict) -> str:
+    """docs/reproductions.md's row for one recorded seed pair."""
+    change = 100 * (run["augmented_test_error"] - run["baseline_test_error"])
+    agreement = run["label_agreement"]
+    return minus(f"| {run['config']['seed']} | {run['baseline_test_error']:.2%} | "
+                 f"{run['augmented_test_error']:.2%} | {change:+.2f} | "
+                 f"{agreement['error_generated']:.1%} | {agreement['error_real']:.1%} |")
+
+
+def test_docs_quote_the_recorded_seeds():
+    from core import pretrained
+    from core.paths import ROOT
+
+    record = pretrained.find("exemplar_vae", "fashion-mnist")["augmentation"]
+    assert record["seeds"] == len(record["runs"]) >= 3
+    doc = (ROOT / "docs" / "reproductions.md").read_text()
+    for run in record["runs"]:
+        assert seed_row(run) in doc
+    mean = minus(f"| mean ± sd | {record['baseline_test_error']:.2%} ± {100 * record['baseline_test_error_std']:.2f} | "
+                 f"{record['augmented_test_error']:.2%} ± {100 * record['augmented_test_error_std']:.2f} | "
+                 f"{100 * record['change']:+.2f} ± {100 * record['change_std']:.2f} |")
+    assert mean in doc
