@@ -398,8 +398,9 @@ def test_shipped_gan_figures_come_from_the_cli():
 
 
 def test_docs_quote_the_figures_outside_the_yardstick():
-    """docs/drs.md's table: each space's median and three draws, for the shipped GANs (manifest) and
-    the GANs the records ran on (gans_of_the_records.json); precision and recall of the shipped."""
+    """docs/drs.md's table: each space's median and three draws, for the shipped GANs (manifest), the
+    GANs shipped before them (drs_yardstick_choice.json) and the GANs the records ran on
+    (gans_of_the_records.json); precision and recall of the shipped."""
     from conftest import ROOT
     from core import pretrained
 
@@ -408,7 +409,9 @@ def test_docs_quote_the_figures_outside_the_yardstick():
     points = lambda x: percent(x)[:-1]  # noqa: E731
     judged = lambda j: f"{percent(j['fd_change_median'])} ({', '.join(points(c) for c in j['fd_change_by_draw'])})"  # noqa: E731
     for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
-        for label, entry in (("shipped", pretrained.find("gan", dataset)), ("the records'", gan_of_the_records(dataset))):
+        for label, entry in (("shipped", pretrained.find("gan", dataset)),
+                             ("chosen in the yardstick", gan_chosen_in_the_yardstick(dataset)),
+                             ("the records'", gan_of_the_records(dataset))):
             m = entry["metrics"]
             spaces = " | ".join(judged(m["independent"][space]) for space in ("probe", "swav_pooled"))
             assert f"| {name} | {label} | {m['fd_gan']:.1f} | {judged(m)} | {spaces} |" in doc, (dataset, label)
@@ -560,6 +563,31 @@ def gan_of_the_records(dataset: str) -> dict:
     return json.loads((ROOT / "experiments" / "drs" / "gans_of_the_records.json").read_text())["entries"][dataset]
 
 
+def gan_chosen_in_the_yardstick(dataset: str) -> dict:
+    """The manifest entry of the GAN shipped before the head and γ were chosen in the VAE's
+    features, kept in drs_yardstick_choice.json."""
+    import json
+
+    from core.paths import ROOT
+
+    return json.loads((ROOT / "experiments" / "drs" / "drs_yardstick_choice.json").read_text())["entries"][dataset]
+
+
+def test_the_gans_chosen_in_the_yardstick_share_the_shipped_generator():
+    """docs/drs.md compares the shipped GANs with those chosen in the yardstick's features as the
+    same G with another head and γ: the same command and FD of G, another choice."""
+    from core import pretrained
+
+    for dataset in ("fashion-mnist", "mnist"):
+        before, shipped = gan_chosen_in_the_yardstick(dataset), pretrained.find("gan", dataset)
+        assert before["name"] == shipped["name"] and before["command"] == shipped["command"]
+        assert not before["commit"].endswith("+dirty") and before["sha256"] != shipped["sha256"]
+        assert before["metrics"]["fd_gan"] == pytest.approx(shipped["metrics"]["fd_gan"], abs=0.05)
+        chosen = lambda e: {k: e["curve"][-1]["last_layer"][k] for k in ("pooled_grid", "penalty_c", "gamma_percentile")}  # noqa: E731
+        assert chosen(before) != chosen(shipped)
+        assert before["curve"][-1]["last_layer"]["chosen_by"] == "validation_fd"
+
+
 def test_the_records_gans_are_kept_as_they_were_shipped():
     """Each entry is a manifest entry, weights and all (the sha256 of the file its commit built)."""
     for dataset in ("fashion-mnist", "mnist"):
@@ -623,11 +651,14 @@ def test_docs_quote_the_recorded_draws():
     calibration = paper["fashion-mnist"]["calibration"]
     assert (f"validation loss {calibration['calibration_val_loss_before']:.3f} → "
             f"{calibration['calibration_val_loss_after']:.3f} on Fashion-MNIST") in readme
+    ratio = lambda entries: [f"{entries[d]['metrics']['fd_feature_ratio']:.1f}" for d in ("fashion-mnist", "mnist")]
     rho = lambda entries: [f"{entries[d]['metrics']['rank_correlation_d_feature_ratio']:.2f}" for d in ("fashion-mnist", "mnist")]
     assert "was {} on Fashion-MNIST and {} on MNIST".format(*rho(paper)) in readme
-    assert "({} and {} with the log-loss head, and {} and {} with the shipped GANs".format(
-        *rho(log_loss), *rho({d: e for d, e in shipped.items()})) in readme
-    ratio = lambda entries: [f"{entries[d]['metrics']['fd_feature_ratio']:.1f}" for d in ("fashion-mnist", "mnist")]
+    yardstick = {d: gan_chosen_in_the_yardstick(d) for d in ("fashion-mnist", "mnist")}
+    assert "({} and {} with the log-loss head, {} and {} with the GANs chosen in the yardstick, and {} and {} with the shipped GANs".format(
+        *rho(log_loss), *rho(yardstick), *rho(shipped)) in readme
+    assert "({} and {} at the 95th, for the GANs chosen in the yardstick)".format(*ratio(yardstick)) in readme
+    assert all(e["metrics"]["gamma_percentile"] == 95 for e in yardstick.values())
     assert ("{} and {} with the paper's calibration, {} and {} with the log-loss head".format(*ratio(paper), *ratio(log_loss))) in readme
     paper_sweep = ", ".join(f"{fm['sweep'][p]['fd']:.1f}" for p in ("0", "50", "80", "90", "95"))
     assert f"only grew with γ ({paper_sweep} at the 0/50/80/90/95th)" in readme
@@ -638,6 +669,11 @@ def test_docs_quote_the_recorded_draws():
     assert all(r["chosen_by"] == "validation_fd" for r in chosen.values())
     assert (f"For the shipped GANs it chose {head(chosen['fashion-mnist'])} and the {chosen['fashion-mnist']['gamma_percentile']:g}th percentile on "
             f"Fashion-MNIST, and {head(chosen['mnist'])} and the {chosen['mnist']['gamma_percentile']:g}th on MNIST") in readme
+    before = {d: gan_chosen_in_the_yardstick(d)["curve"][-1]["last_layer"] for d in ("fashion-mnist", "mnist")}
+    assert (before["fashion-mnist"]["pooled_grid"], before["mnist"]["pooled_grid"]) == (2, 4)
+    assert (f"In the yardstick's features, the same step chose 2×2 at C = {before['fashion-mnist']['penalty_c']:g} and the whole "
+            f"map at C = {before['mnist']['penalty_c']:g}, both at the 95th") in readme
+    assert before["fashion-mnist"]["gamma_percentile"] == before["mnist"]["gamma_percentile"] == 95
     records = {d: gan_of_the_records(d)["curve"][-1]["last_layer"] for d in ("fashion-mnist", "mnist")}
     assert records["fashion-mnist"]["pooled_grid"] == 2 and records["mnist"]["pooled_grid"] == 4
     assert (f"(for the records' GANs, 2×2 at C = {records['fashion-mnist']['penalty_c']:g} and the whole map at "
@@ -866,8 +902,23 @@ def test_docs_quote_the_selection_space_runs():
                                                    r["independent"]["swav_pooled"]["fd_change_median"])]
                for r in rows if r["row"] == "study"}
     fashion, mnist = medians["fashion-mnist"], medians["mnist"]
-    assert (f"Fashion-MNIST {fashion[0]} in the yardstick, {fashion[1]} in the probe, {fashion[2]} in SwAV's; "
-            f"MNIST {', '.join(mnist)}") in doc_flat  # the In short bullet
+    # The shipped GANs were trained again with this choice: the In short bullet quotes them.
+    from core import pretrained
+
+    shipped = {}
+    for dataset in names:
+        m = pretrained.find("gan", dataset)["metrics"]
+        shipped[dataset] = ([percent(x) for x in (m["fd_change_median"], m["independent"]["probe"]["fd_change_median"],
+                                                  m["independent"]["swav_pooled"]["fd_change_median"])],
+                            f"{100 * m['acceptance_rate']:.1f}%")
+        study = next(r for r in rows if r["dataset"] == dataset and r["row"] == "study")
+        assert (m["gamma_percentile"], pretrained.find("gan", dataset)["curve"][-1]["last_layer"]["pooled_grid"]) == (
+            study["gamma_percentile"], study["pooled_grid"])
+    (fy, fp, fs), fa = shipped["fashion-mnist"]
+    (my, mp, ms), ma = shipped["mnist"]
+    assert (f"Fashion-MNIST {fy} in the project classifier's features (the yardstick), {fp} in an MLP probe's, "
+            f"{fs} in SwAV's pooled features ({fa} accepted); MNIST {my}, {mp}, {ms} ({ma} accepted)") in doc_flat
+    assert medians["fashion-mnist"] == shipped["fashion-mnist"][0] and medians["mnist"][:2] == shipped["mnist"][0][:2]
     study = next(r for r in rows if r["dataset"] == "fashion-mnist" and r["row"] == "study")
     chosen = maps["fashion-mnist"][f"{study['pooled_grid']}x{study['pooled_grid']} C={study['penalty_c']:g} "
                                    f"p={study['gamma_percentile']:g}"]
