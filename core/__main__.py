@@ -69,6 +69,8 @@ def make_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue runs/MODEL-DATASET/checkpoint.pt")
     p.add_argument("--limit", type=positive, help="train on the first N training images only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="where the training steps run: cpu (default), or cuda for the GON families")
     p.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE",
                    help="a field of the model's config for a new run, e.g. --set latent_dim=128 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -148,7 +150,8 @@ def make_parser() -> Parser:
 def cmd_train(args) -> None:
     from core import train
 
-    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed, model=dict(args.set))
+    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed, device=args.device,
+                               model=dict(args.set))
     path = train.train(args.model, args.dataset, config, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {path}")
 

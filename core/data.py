@@ -144,11 +144,13 @@ def _find(folder: Path, name: str) -> Path | None:
 def _unpack(src: Path, dst: Path) -> None:
     import gzip
 
-    tmp = dst.with_suffix(".partial")
+    # One name per process: two processes unpacking at once (parallel trainings on a fresh
+    # machine) must not write into, then rename away, each other's file.
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.partial")
     opener = gzip.open if src.suffix == ".gz" else open
     with opener(src, "rb") as fin, open(tmp, "wb") as fout:
         shutil.copyfileobj(fin, fout)
-    tmp.replace(dst)  # atomic, so a killed unpack never leaves a truncated file behind
+    tmp.replace(dst)  # atomic, so a killed unpack never leaves a truncated file behind, and the last one wins
 
 
 def _slug(path: Path) -> str:

@@ -54,6 +54,9 @@ class TrainConfig:
     warmup_epochs: int = 10  # KL weight rises linearly from 0 to 1 (the paper uses 100 of 2000)
     seed: int = 0
     limit: int | None = None  # first N training images only (smoke tests)
+    # Where the family loop runs its steps ("cpu", "cuda"). Part of the recipe: a GPU's float
+    # arithmetic differs from a CPU's, so a run's rebuild command names the device it trained on.
+    device: str = "cpu"
     model: dict[str, Any] = field(default_factory=dict)  # the family's config fields that differ from its defaults
 
 
@@ -88,6 +91,8 @@ def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: 
         command += f" --limit {config.limit}"
     if config.seed:
         command += f" --seed {config.seed}"
+    if config.device != "cpu":
+        command += f" --device {config.device}"
     for key, value in sorted(config.model.items()):
         command += f" --set {key}={json.dumps(value) if not isinstance(value, str) else value}"
     return command
@@ -130,6 +135,8 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
     path = (out or run_dir(model_name, dataset)) / "checkpoint.pt"
     if hasattr(models.MODELS[model_name], "train_step"):
         return train_family(model_name, dataset, config, path, resume=resume, progress=progress)
+    if config.device != "cpu":
+        raise ValueError(f"{model_name} trains on the CPU only (--device {config.device} was asked for)")
     model, config, state, history, seconds, step, start_epoch = start_or_resume(model_name, config, path, resume)
     train_set = data.load(dataset, "train")
     images = train_set.images[: config.limit] if config.limit else train_set.images
@@ -196,10 +203,30 @@ def after_training_step(model):
     return getattr(importlib.import_module(module), function)
 
 
+def training_device(model: nn.Module, name: str) -> torch.device:
+    """The device ``name`` for ``model``'s steps; only a family that moves its own measurements
+    (``runs_on_any_device``) trains off the CPU."""
+    if name == "cpu":
+        return torch.device("cpu")
+    if not getattr(model, "runs_on_any_device", False):
+        raise ValueError(f"{model.family} trains on the CPU only (--device {name} was asked for)")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA device")
+    return device
+
+
 def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
                  resume: bool, progress: bool) -> Path:
     """The loop for every family that brings its own ``train_step`` (see the module docstring)."""
     model, config, state, history, seconds, step, start_epoch = start_or_resume(model_name, config, path, resume)
+    # Built (or loaded) on the CPU and moved: the same initial weights whatever the device. The
+    # data and the RNG stay on the CPU, so the batches are the same too.
+    device = training_device(model, config.device)
+    model.to(device)
     optimizers = model.configure_optimizers()
     if state is not None:
         for name, optimizer in optimizers.items():
@@ -237,7 +264,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
                        unit="batch", disable=not progress)  # whole batches only: BatchNorm, Sinkhorn
         for start in batches:
             index = order[start : start + batch_size]
-            stats = model.train_step(images[index], labels[index], optimizers, epoch=epoch)
+            stats = model.train_step(images[index].to(device), labels[index].to(device), optimizers, epoch=epoch)
             step += 1
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + float(value)

@@ -152,6 +152,8 @@ class GradientOrigin(nn.Module):
     family = ""
     Config = GONConfig
     renders_any_size = False
+    # It trains on a GPU too: its methods take and return CPU tensors wherever its weights are.
+    runs_on_any_device = True
     decoder: nn.Module
     TABLE_COLUMNS = (
         ("recon MSE (sum over pixels)", "recon_mse", "{:.2f}"),
@@ -189,13 +191,14 @@ class GradientOrigin(nn.Module):
         """Latents (B, nz) of images (B, 1, 28, 28) in [0, 1], by their gradient at the origin."""
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"expected images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
-        return torch.cat([self.gradient_origin(x[i : i + batch_size]).detach()
+        device = self.latent_mean.device
+        return torch.cat([self.gradient_origin(x[i : i + batch_size].to(device)).detach().cpu()
                           for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
     def decode(self, z: Tensor, size: int = 28) -> Tensor:
         """Images (B, 1, size, size) in [0, 1]."""
-        return self(z, size)
+        return self(z.to(self.latent_mean.device), size).cpu()
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
@@ -204,7 +207,7 @@ class GradientOrigin(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n images decoded from z ~ N(mean, cov) of the training latents."""
         eps = torch.randn(n, self.config.latent_dim, generator=generator)
-        return self.decode(self.latent_mean + eps @ self.latent_scale_tril.T)
+        return self.decode(self.latent_mean.cpu() + eps @ self.latent_scale_tril.cpu().T)
 
     @torch.no_grad()
     def fit_latent_gaussian(self, images: Tensor) -> None:

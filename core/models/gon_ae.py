@@ -50,6 +50,8 @@ class ConvEncoder(nn.Module):
 class Autoencoder(nn.Module):
     family = ""
     Config = GONAEConfig
+    # It trains on a GPU too: its methods take and return CPU tensors wherever its weights are.
+    runs_on_any_device = True
     decoder: nn.Module
     TABLE_COLUMNS = (
         ("recon MSE (sum over pixels)", "recon_mse", "{:.2f}"),
@@ -60,21 +62,25 @@ class Autoencoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
+        return self.encoder(x.to(self.device)).cpu()
 
     @torch.no_grad()
     def decode(self, z: Tensor, size: int = 28) -> Tensor:
-        return self.decoder(z, size)
+        return self.decoder(z.to(self.device), size).cpu()
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        return self(x)
+        return self(x.to(self.device)).cpu()
 
     @torch.no_grad()
     def recon_errors(self, images: Tensor, batch_size: int = 500) -> Tensor:
-        return torch.cat([squared_error(self(images[i : i + batch_size]), images[i : i + batch_size])
+        return torch.cat([squared_error(self.reconstruct(images[i : i + batch_size]), images[i : i + batch_size])
                           for i in range(0, len(images), batch_size)])
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
