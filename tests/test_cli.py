@@ -146,6 +146,38 @@ def test_a_run_made_with_settings_rebuilds_with_them_and_resumes_only_with_them(
     assert checkpoint.load(path)[0].config.latent_dim == 8
 
 
+def test_a_run_on_a_gpu_says_so_in_its_rebuild_command():
+    from core import train
+
+    config = train.TrainConfig(device="cuda", model={"hidden": 256, "layers": 4})
+    assert train.rebuild_command("implicit_gon", "fashion-mnist", config, 9) == (
+        "python -m core train implicit_gon --dataset fashion-mnist --epochs 9 --device cuda"
+        " --set hidden=256 --set layers=4")
+
+
+@pytest.mark.parametrize("model, device, words", [
+    ("vae", "cuda", "vae trains on the CPU only"),  # its own loop, not the family loop
+    ("gan", "cuda", "gan trains on the CPU only"),  # its calibration measures on the CPU
+    ("gon", "tpu9", "unknown device 'tpu9'"),
+])
+def test_a_device_the_family_cannot_train_on_is_one_plain_line(isolated_dirs, model, device, words):
+    result = run_cli("train", model, "--dataset", "mnist", "--epochs", "1", "--limit", "32", "--device", device)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert words in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_without_cuda_a_gpu_run_is_refused_before_any_step(isolated_dirs):
+    import torch
+
+    from core import train
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="this machine has no CUDA device"):
+        train.train("gon", "mnist", train.TrainConfig(epochs=1, limit=32, device="cuda"), progress=False)
+    assert not list(isolated_dirs[0].rglob("checkpoint.pt"))
+
+
 def test_names_without_torch_are_the_families_and_datasets_with_it():
     from core import data, models, names
 

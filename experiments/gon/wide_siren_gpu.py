@@ -8,6 +8,10 @@ the same epoch (the same number of steps) whichever of the two ran further. The 
 OUT_DIR with a JSON log of every run's learning curve.
 
     python experiments/gon/wide_siren_gpu.py OUT_DIR --seconds 450
+    python experiments/gon/wide_siren_gpu.py OUT_DIR --seconds 240 --dataset fashion-mnist --resume-from DIR
+
+``--resume-from`` continues the runs whose checkpoints DIR holds (as ``NAME.pt``, what OUT_DIR
+received): a run in pieces is the same run.
 
 The autoencoder's encoder is widened (``encoder_width=44``) to give it about twice the GON's
 parameters, the paper's comparison. The batch is the official code's 64: the CPU recipe halves it
@@ -51,6 +55,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=450, help="wall-clock budget of the training")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--limit", type=int, help="first N training images (smoke tests)")
+    parser.add_argument("--dataset", choices=["fashion-mnist", "mnist"], help="this dataset's pair only")
+    parser.add_argument("--resume-from", type=Path, help="continue from the checkpoints NAME.pt in this folder")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     snapshots = Path("/tmp/wide-siren-snapshots")
@@ -65,17 +71,28 @@ def main() -> int:
               f"{hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]}", flush=True)
 
     snapshots.mkdir()
+    runs = {name: run for name, run in RUNS.items() if args.dataset in (None, run[1])}
     processes, logs = {}, {}
-    for name, (family, dataset, epochs, extra) in RUNS.items():
+    for name, (family, dataset, epochs, extra) in runs.items():
         shutil.rmtree(ROOT / "runs" / name, ignore_errors=True)
+        (snapshots / name).mkdir(parents=True)
         command = [sys.executable, "-m", "core", "train", family, "--dataset", dataset, "--epochs", str(epochs),
-                   "--device", args.device, "--quiet", *SIREN, *extra]
+                   "--device", args.device, "--quiet"]
+        if args.resume_from:  # a resumed run keeps its own settings
+            (ROOT / "runs" / name).mkdir(parents=True)
+            shutil.copy(args.resume_from / f"{name}.pt", ROOT / "runs" / name / "checkpoint.pt")
+            epoch = torch.load(args.resume_from / f"{name}.pt", map_location="cpu", weights_only=True)["epoch"]
+            shutil.copy(args.resume_from / f"{name}.pt", snapshots / name / f"{epoch}.pt")
+            command += ["--resume"]
+        else:
+            command += [*SIREN, *extra]
         if args.limit:
             command += ["--limit", str(args.limit)]
         logs[name] = open(snapshots / f"{name}.log", "w")
         processes[name] = subprocess.Popen(command, cwd=ROOT, stdout=logs[name], stderr=subprocess.STDOUT)
-        (snapshots / name).mkdir(parents=True)
-    began, seen = time.monotonic(), {name: 0.0 for name in RUNS}
+    began = time.monotonic()
+    seen = {name: (ROOT / "runs" / name / "checkpoint.pt").stat().st_mtime if args.resume_from else 0.0
+            for name in runs}
     while time.monotonic() - began < args.seconds and any(p.poll() is None for p in processes.values()):
         for name, process in processes.items():
             if process.poll() not in (None, 0):
@@ -94,12 +111,14 @@ def main() -> int:
         time.sleep(0.5)
     for process in processes.values():
         process.terminate()
-    for process in processes.values():
-        process.wait()
+    for name, process in processes.items():
+        if process.wait() not in (0, -15):  # -15: stopped by the budget above
+            print(f"{name} failed (exit {process.returncode}):", (snapshots / f"{name}.log").read_text()[-3000:])
+            return 1
 
     summary = {"code_sha256": code_digest(), "torch": torch.__version__, "seconds": args.seconds,
                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else args.device, "pairs": {}}
-    for dataset in ("fashion-mnist", "mnist"):
+    for dataset in sorted({run[1] for run in runs.values()}):
         gon, ae = f"implicit_gon-{dataset}", f"implicit_gon_ae-{dataset}"
         common = sorted({int(p.stem) for p in (snapshots / gon).glob("*.pt")}
                         & {int(p.stem) for p in (snapshots / ae).glob("*.pt")})
@@ -111,7 +130,7 @@ def main() -> int:
             shutil.copy(snapshots / name / f"{epoch}.pt", args.out / f"{name}.pt")
         summary["pairs"][dataset] = {
             "epoch": epoch,
-            "curves": {name: torch.load(args.out / f"{name}.pt", weights_only=True)["history"] for name in (gon, ae)},
+            "curves": {name: torch.load(args.out / f"{name}.pt", map_location="cpu", weights_only=True)["history"] for name in (gon, ae)},
             "epochs_reached": {name: max(int(p.stem) for p in (snapshots / name).glob("*.pt")) for name in (gon, ae)},
         }
         print(f"{dataset}: paired at epoch {epoch}; reached {summary['pairs'][dataset]['epochs_reached']}")
