@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import streamlit as st
 
-from core import data, figures, images, neighbors, pretrained, projection
+from core import data, figures, images, interpolation, neighbors, pretrained, projection
 
 
 def dataset() -> str:
@@ -25,6 +25,15 @@ def load_dataset(name: str, split: str) -> data.ImageDataset:
 def load_model(model: str, name: str):
     """The shipped model (sha256-verified) and its manifest entry, loaded once per process."""
     return pretrained.load(model, name)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def super_resolution(name: str, image: np.ndarray) -> dict[int, dict[str, np.ndarray]]:
+    """The implicit GON's renders of one image (28, 28) in [0, 1] at every size. At the paper's width
+    that is about a second of CPU, so it is kept for the reruns that leave the image as it was
+    (a slider moved, another endpoint picked)."""
+    model, _ = load_model("implicit_gon", name)
+    return interpolation.super_resolution(model, image)
 
 
 @st.cache_data

@@ -15,6 +15,7 @@ SHOTS = {
     "generate.png": "page-generate.png",
     "drs.png": "page-drs.png",
     "interpolate.png": "page-interpolate.png",
+    "super-resolution.png": "interpolate-super-resolution.png",
     "upload.png": "upload-hostile-names.png",
     **{f"present-{page}.png": f"present-{page}.png"
        for page in ("home", "latent_map", "clusters", "generate", "drs", "interpolate", "upload")},

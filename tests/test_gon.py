@@ -281,16 +281,17 @@ def test_docs_quote_the_2x2_record():
         assert row.replace("-", "−") in doc.replace("-", "−"), row
 
 
-def test_docs_quote_the_shipped_pairs():
-    """docs/gon-vs-autoencoder.md's table of the shipped pairs is the manifest's."""
+@pytest.mark.parametrize("family", ["gon", "implicit_gon"])
+def test_docs_quote_the_shipped_pairs(family):
+    """docs/gon-vs-autoencoder.md's tables of the shipped pairs are the manifest's."""
     from conftest import ROOT
 
     doc = (ROOT / "docs" / "gon-vs-autoencoder.md").read_text().replace("−", "-")
     for dataset, name in (("mnist", "MNIST"), ("fashion-mnist", "Fashion-MNIST")):
         try:
-            m = pretrained.find("gon", dataset)["metrics"]
+            m = pretrained.find(family, dataset)["metrics"]
         except pretrained.ArtifactError:
-            pytest.skip(f"no gon shipped for {dataset}")
+            pytest.skip(f"no {family} shipped for {dataset}")
         change = m["recon_mse"] / m["ae_recon_mse"] - 1
         row = (f"| {m['recon_mse']:.2f} | {m['ae_recon_mse']:.2f} | {change:+.1%} | "
                f"{m['recon_accuracy']:.3f} / {m['ae_recon_accuracy']:.3f} |")

@@ -89,8 +89,8 @@ st.subheader("Super-resolution")
 if "implicit_gon" not in shipped:
     st.info("Super-resolution needs an implicit GON, and none is shipped for this dataset.")
     st.stop()
-implicit, implicit_entry = state.model_or_stop("implicit_gon", name)
-renders = interpolation.super_resolution(implicit, a)
+_, implicit_entry = state.model_or_stop("implicit_gon", name)
+renders = state.super_resolution(name, a)
 shown = max(renders)  # every picture drawn at the largest size, each pixel an exact square
 st.caption(f"Endpoint A ({plain(a_caption)}): the implicit GON sampled on finer coordinate grids (top), and "
            f"its 28 px render upscaled bicubically (bottom). Each is drawn {shown} px wide with its "
