@@ -42,6 +42,14 @@ def positive(text: str) -> int:
     return value
 
 
+def device(text: str) -> str:
+    """cpu, cuda or cuda:N: the devices a training step can run on here."""
+    kind, _, index = text.partition(":")
+    if text == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
+        return text
+    raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+
+
 def setting(text: str) -> tuple[str, object]:
     """KEY=VALUE, the value read as JSON where it is JSON (128, 0.5, true), as text otherwise."""
     key, sep, raw = text.partition("=")
@@ -69,8 +77,9 @@ def make_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue runs/MODEL-DATASET/checkpoint.pt")
     p.add_argument("--limit", type=positive, help="train on the first N training images only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu",
-                   help="where the training steps run: cpu (default), or cuda for the GON families")
+    p.add_argument("--device", type=device,
+                   help="where the training steps run: cpu (a new run's default), or cuda for the GON "
+                        "families; a resumed run keeps its own")
     p.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE",
                    help="a field of the model's config for a new run, e.g. --set latent_dim=128 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -150,9 +159,10 @@ def make_parser() -> Parser:
 def cmd_train(args) -> None:
     from core import train
 
-    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed, device=args.device,
+    config = train.TrainConfig(epochs=args.epochs, limit=args.limit, seed=args.seed, device=args.device or "cpu",
                                model=dict(args.set))
-    path = train.train(args.model, args.dataset, config, resume=args.resume, progress=not args.quiet)
+    path = train.train(args.model, args.dataset, config, resume=args.resume, progress=not args.quiet,
+                       device_given=args.device is not None)
     print(f"checkpoint: {path}")
 
 

@@ -232,8 +232,10 @@ def table_rows(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
     for e in (e for e in entries if e["kind"] == "checkpoint"):
         m = e["metrics"]
+        # Minutes on 2 CPU cores, unless the rebuild command names a GPU.
+        on_gpu = "--device cuda" in e.get("command", "")
         row = {"model": e["model"], "dataset": e["dataset"], "epochs": str(e["epochs"]),
-               "train time": f"{e['train_seconds'] / 60:.1f} min"}
+               "train time": f"{e['train_seconds'] / 60:.1f} min" + (", GPU" if on_gpu else "")}
         row.update({head: "" if (value := metric(m, key)) is None else fmt.format(value)
                     for head, key, fmt in columns_of(e["model"])})
         rows.append(row)

@@ -108,10 +108,12 @@ class Run(NamedTuple):
     start_epoch: int
 
 
-def start_or_resume(model_name: str, config: TrainConfig, path: Path, resume: bool) -> Run:
+def start_or_resume(model_name: str, config: TrainConfig, path: Path, resume: bool, *,
+                    device_given: bool = True) -> Run:
     """A fresh model seeded from ``config``, or, with ``resume``, the run saved at ``path`` with
-    its curve, clock and RNG state. A resumed run keeps its own settings (limit, seed, lr, ...):
-    only ``epochs`` may grow."""
+    its curve, clock and RNG state. A resumed run keeps its own settings (limit, seed, lr, device,
+    ...): only ``epochs`` may grow. ``device_given``: whether ``config.device`` was asked for, so
+    that a different one is refused on resume rather than ignored."""
     if path.exists() and not resume:
         raise RunExistsError(f"{path} exists: pass --resume to continue it, or delete it to start over")
     if resume and path.exists():
@@ -120,6 +122,9 @@ def start_or_resume(model_name: str, config: TrainConfig, path: Path, resume: bo
         if config.model and config.model != saved.model:
             raise ValueError(f"{path} was trained with {saved.model or 'the default config'}; a resumed run "
                              "keeps its settings: drop --set, or start a new run")
+        if device_given and config.device != saved.device:
+            raise ValueError(f"{path} was trained on {saved.device}; a resumed run keeps its device: "
+                             f"drop --device, or start a new run")
         torch.set_rng_state(state["rng"])
         return Run(model, saved, state,
                    state["history"], state["seconds"], state["step"], state["epoch"])
@@ -128,16 +133,18 @@ def start_or_resume(model_name: str, config: TrainConfig, path: Path, resume: bo
 
 
 def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = False,
-          out: Path | None = None, progress: bool = True) -> Path:
+          out: Path | None = None, progress: bool = True, device_given: bool = True) -> Path:
     """Train (or continue training) ``model_name`` on ``dataset``; returns the checkpoint path."""
     models.check_name(model_name)
     data.check_name(dataset)
+    if config.device != "cpu" and not getattr(models.MODELS[model_name], "runs_on_any_device", False):
+        raise ValueError(f"{model_name} trains on the CPU only (--device {config.device} was asked for)")
     path = (out or run_dir(model_name, dataset)) / "checkpoint.pt"
     if hasattr(models.MODELS[model_name], "train_step"):
-        return train_family(model_name, dataset, config, path, resume=resume, progress=progress)
-    if config.device != "cpu":
-        raise ValueError(f"{model_name} trains on the CPU only (--device {config.device} was asked for)")
-    model, config, state, history, seconds, step, start_epoch = start_or_resume(model_name, config, path, resume)
+        return train_family(model_name, dataset, config, path, resume=resume, progress=progress,
+                            device_given=device_given)
+    model, config, state, history, seconds, step, start_epoch = start_or_resume(
+        model_name, config, path, resume, device_given=device_given)
     train_set = data.load(dataset, "train")
     images = train_set.images[: config.limit] if config.limit else train_set.images
     curve_images = data.binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES]
@@ -203,29 +210,28 @@ def after_training_step(model):
     return getattr(importlib.import_module(module), function)
 
 
-def training_device(model: nn.Module, name: str) -> torch.device:
-    """The device ``name`` for ``model``'s steps; only a family that moves its own measurements
-    (``runs_on_any_device``) trains off the CPU."""
+def training_device(name: str) -> torch.device:
+    """The device ``name`` (cpu, cuda or cuda:N), once this machine is known to have it."""
+    kind, _, index = name.partition(":")
     if name == "cpu":
         return torch.device("cpu")
-    if not getattr(model, "runs_on_any_device", False):
-        raise ValueError(f"{model.family} trains on the CPU only (--device {name} was asked for)")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this machine has no CUDA device")
-    return device
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count <= int(index or 0):
+        raise ValueError(f"this run trains on {name}, and this machine has "
+                         f"{f'{count} CUDA device(s)' if count else 'no CUDA device'}")
+    return torch.device(name)
 
 
 def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path, *,
-                 resume: bool, progress: bool) -> Path:
+                 resume: bool, progress: bool, device_given: bool = True) -> Path:
     """The loop for every family that brings its own ``train_step`` (see the module docstring)."""
-    model, config, state, history, seconds, step, start_epoch = start_or_resume(model_name, config, path, resume)
+    model, config, state, history, seconds, step, start_epoch = start_or_resume(
+        model_name, config, path, resume, device_given=device_given)
     # Built (or loaded) on the CPU and moved: the same initial weights whatever the device. The
     # data and the RNG stay on the CPU, so the batches are the same too.
-    device = training_device(model, config.device)
+    device = training_device(config.device)
     model.to(device)
     optimizers = model.configure_optimizers()
     if state is not None:

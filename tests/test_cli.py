@@ -158,7 +158,7 @@ def test_a_run_on_a_gpu_says_so_in_its_rebuild_command():
 @pytest.mark.parametrize("model, device, words", [
     ("vae", "cuda", "vae trains on the CPU only"),  # its own loop, not the family loop
     ("gan", "cuda", "gan trains on the CPU only"),  # its calibration measures on the CPU
-    ("gon", "tpu9", "unknown device 'tpu9'"),
+    ("gon", "tpu9", "expected cpu, cuda or cuda:N, got 'tpu9'"),  # answered by the parser
 ])
 def test_a_device_the_family_cannot_train_on_is_one_plain_line(isolated_dirs, model, device, words):
     result = run_cli("train", model, "--dataset", "mnist", "--epochs", "1", "--limit", "32", "--device", device)
@@ -176,6 +176,19 @@ def test_without_cuda_a_gpu_run_is_refused_before_any_step(isolated_dirs):
     with pytest.raises(ValueError, match="this machine has no CUDA device"):
         train.train("gon", "mnist", train.TrainConfig(epochs=1, limit=32, device="cuda"), progress=False)
     assert not list(isolated_dirs[0].rglob("checkpoint.pt"))
+
+
+def test_a_resumed_run_keeps_its_device_and_refuses_another(isolated_dirs):
+    from core import train
+
+    train.train("gon", "mnist", train.TrainConfig(epochs=1, limit=32, model={"width": 4}), progress=False)
+    with pytest.raises(ValueError, match="was trained on cpu; a resumed run keeps its device"):
+        train.train("gon", "mnist", train.TrainConfig(epochs=2, device="cuda"), resume=True, progress=False)
+    # Not asked for (the CLI's --device left out): the run's own.
+    path = train.train("gon", "mnist", train.TrainConfig(epochs=2), resume=True, progress=False, device_given=False)
+    from core import checkpoint
+
+    assert checkpoint.read(path)["epoch"] == 2
 
 
 def test_names_without_torch_are_the_families_and_datasets_with_it():

@@ -918,7 +918,8 @@ def test_docs_quote_the_selection_space_runs():
     (my, mp, ms), ma = shipped["mnist"]
     assert (f"Fashion-MNIST {fy} in the project classifier's features (the yardstick), {fp} in an MLP probe's, "
             f"{fs} in SwAV's pooled features ({fa} accepted); MNIST {my}, {mp}, {ms} ({ma} accepted)") in doc_flat
-    # The SwAV column was measured again with each SwAV rebuilt from a clean tree since the study ran.
+    # The study's SwAV column is in the features of the SwAVs before their clean-tree rebuilds, the
+    # shipped GANs' in those of the rebuilt ones: only the first two columns are the same measure.
     assert medians["fashion-mnist"][:2] == shipped["fashion-mnist"][0][:2] and medians["mnist"][:2] == shipped["mnist"][0][:2]
     study = next(r for r in rows if r["dataset"] == "fashion-mnist" and r["row"] == "study")
     chosen = maps["fashion-mnist"][f"{study['pooled_grid']}x{study['pooled_grid']} C={study['penalty_c']:g} "

@@ -281,6 +281,17 @@ def test_docs_quote_the_2x2_record():
         assert row.replace("-", "−") in doc.replace("-", "−"), row
 
 
+@pytest.mark.parametrize("family", ["gon", "implicit_gon", "gon_ae", "implicit_gon_ae"])
+def test_what_the_app_calls_takes_and_returns_cpu_tensors(family):
+    """A GON trained on a GPU is used on the CPU, and during training its measurements take CPU
+    data: encode, decode and reconstruct move inputs to the weights and hand back CPU tensors."""
+    model = small(family).eval()
+    x = torch.rand(3, 1, 28, 28)
+    z = model.encode(x)
+    assert z.device.type == "cpu" and model.decode(z).device.type == "cpu"
+    assert model.reconstruct(x).device.type == "cpu" and model.recon_errors(x).shape == (3,)
+
+
 @pytest.mark.parametrize("family", ["gon", "implicit_gon"])
 def test_docs_quote_the_shipped_pairs(family):
     """docs/gon-vs-autoencoder.md's tables of the shipped pairs are the manifest's."""

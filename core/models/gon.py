@@ -175,6 +175,10 @@ class GradientOrigin(nn.Module):
     def forward(self, z: Tensor, size: int = 28) -> Tensor:
         return self.decoder(z, size)
 
+    @property
+    def device(self) -> torch.device:
+        return self.latent_mean.device
+
     def gradient_origin(self, x: Tensor, *, create_graph: bool = False) -> Tensor:
         """z = -∇_{z0} Σ_i L(F(z0_i), x_i) at z0 = 0, (B, nz).
 
@@ -191,14 +195,13 @@ class GradientOrigin(nn.Module):
         """Latents (B, nz) of images (B, 1, 28, 28) in [0, 1], by their gradient at the origin."""
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"expected images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
-        device = self.latent_mean.device
-        return torch.cat([self.gradient_origin(x[i : i + batch_size].to(device)).detach().cpu()
+        return torch.cat([self.gradient_origin(x[i : i + batch_size].to(self.device)).detach().cpu()
                           for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
     def decode(self, z: Tensor, size: int = 28) -> Tensor:
         """Images (B, 1, size, size) in [0, 1]."""
-        return self(z.to(self.latent_mean.device), size).cpu()
+        return self(z.to(self.device), size).cpu()
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))

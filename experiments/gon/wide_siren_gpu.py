@@ -26,6 +26,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,28 +60,29 @@ def main() -> int:
     parser.add_argument("--resume-from", type=Path, help="continue from the checkpoints NAME.pt in this folder")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    snapshots = Path("/tmp/wide-siren-snapshots")
-    shutil.rmtree(snapshots, ignore_errors=True)
+    snapshots = Path(tempfile.mkdtemp(prefix="wide-siren-"))  # every epoch's checkpoint, per run
     print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, code sha256 {code_digest()}", flush=True)
     sys.path.insert(0, str(ROOT))
-    from core import data
+    from core import data, train
 
     for dataset in ("fashion-mnist", "mnist"):  # unpacked once here, not by four processes at once
         images = data.load(dataset, "train").images
         print(f"{dataset}: {len(images)} training images, sha256 "
               f"{hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]}", flush=True)
 
-    snapshots.mkdir()
     runs = {name: run for name, run in RUNS.items() if args.dataset in (None, run[1])}
+    checkpoints = {name: train.run_dir(family, dataset) / "checkpoint.pt" for name, (family, dataset, _, _) in runs.items()}
+    taken = [str(path.parent) for path in checkpoints.values() if path.parent.exists()]
+    if taken:  # those are the CLI's own run folders: a run there is someone's work
+        sys.exit(f"run folders exist already: {', '.join(taken)}; move them away first")
     processes, logs = {}, {}
     for name, (family, dataset, epochs, extra) in runs.items():
-        shutil.rmtree(ROOT / "runs" / name, ignore_errors=True)
         (snapshots / name).mkdir(parents=True)
         command = [sys.executable, "-m", "core", "train", family, "--dataset", dataset, "--epochs", str(epochs),
                    "--device", args.device, "--quiet"]
         if args.resume_from:  # a resumed run keeps its own settings
-            (ROOT / "runs" / name).mkdir(parents=True)
-            shutil.copy(args.resume_from / f"{name}.pt", ROOT / "runs" / name / "checkpoint.pt")
+            checkpoints[name].parent.mkdir(parents=True)
+            shutil.copy(args.resume_from / f"{name}.pt", checkpoints[name])
             epoch = torch.load(args.resume_from / f"{name}.pt", map_location="cpu", weights_only=True)["epoch"]
             shutil.copy(args.resume_from / f"{name}.pt", snapshots / name / f"{epoch}.pt")
             command += ["--resume"]
@@ -91,16 +93,10 @@ def main() -> int:
         logs[name] = open(snapshots / f"{name}.log", "w")
         processes[name] = subprocess.Popen(command, cwd=ROOT, stdout=logs[name], stderr=subprocess.STDOUT)
     began = time.monotonic()
-    seen = {name: (ROOT / "runs" / name / "checkpoint.pt").stat().st_mtime if args.resume_from else 0.0
-            for name in runs}
-    while time.monotonic() - began < args.seconds and any(p.poll() is None for p in processes.values()):
-        for name, process in processes.items():
-            if process.poll() not in (None, 0):
-                print(f"{name} failed (exit {process.returncode}):", (snapshots / f"{name}.log").read_text()[-3000:])
-                for other in processes.values():
-                    other.kill()
-                return 1
-            path = ROOT / "runs" / name / "checkpoint.pt"
+    seen = {name: checkpoints[name].stat().st_mtime if args.resume_from else 0.0 for name in runs}
+
+    def copy_new_checkpoints() -> None:
+        for name, path in checkpoints.items():
             if path.exists() and path.stat().st_mtime != seen[name]:
                 seen[name] = path.stat().st_mtime
                 payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -108,6 +104,15 @@ def main() -> int:
                 point = payload["history"][-1]
                 print(f"{time.monotonic() - began:5.0f}s {name} epoch {payload['epoch']}: "
                       f"test {point.get('test_recon_mse', float('nan')):.2f}, {point['seconds']:.0f}s", flush=True)
+
+    while time.monotonic() - began < args.seconds and any(p.poll() is None for p in processes.values()):
+        for name, process in processes.items():
+            if process.poll() not in (None, 0):
+                print(f"{name} failed (exit {process.returncode}):", (snapshots / f"{name}.log").read_text()[-3000:])
+                for other in processes.values():
+                    other.kill()
+                return 1
+        copy_new_checkpoints()
         time.sleep(0.5)
     for process in processes.values():
         process.terminate()
@@ -115,6 +120,7 @@ def main() -> int:
         if process.wait() not in (0, -15):  # -15: stopped by the budget above
             print(f"{name} failed (exit {process.returncode}):", (snapshots / f"{name}.log").read_text()[-3000:])
             return 1
+    copy_new_checkpoints()  # the last epoch of a run that reached its cap between two looks
 
     summary = {"code_sha256": code_digest(), "torch": torch.__version__, "seconds": args.seconds,
                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else args.device, "pairs": {}}
