@@ -92,6 +92,40 @@ def test_interpolate_page_with_dataset_and_map_endpoints(app_url, browser):
     follow_to_interpolate(page, "map #3", "interpolate-map-endpoint.png")
 
 
+def test_super_resolution_follows_endpoint_a_and_stays_when_a_slider_moves(app_url, browser):
+    """A person steps endpoint A's test image up twice: the implicit GON's renders follow it each
+    time. Moving the steps slider leaves them as they were (the same picture, kept, not redrawn)."""
+    from core import pretrained
+
+    if ("implicit_gon", "mnist") not in {(e["model"], e["dataset"]) for e in pretrained.read_manifest()}:
+        pytest.skip("no implicit_gon shipped for mnist")
+    page = rendered(browser, f"{app_url}/interpolate?dataset=mnist", "sr-before.png",
+                    ready="[data-testid='stDownloadButton']")
+    largest = page.locator("[data-testid='stImage']").filter(has_text="implicit GON, 224 px").locator("img")
+    step_up = page.locator("[data-testid='stNumberInput']").filter(has_text="A: test image").get_by_test_id(
+        "stNumberInputStepUp")
+
+    def settled() -> str:
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=90_000)
+        page.wait_for_timeout(300)
+        return largest.get_attribute("src")
+
+    shown = [settled()]
+    for index in (1, 2):
+        step_up.click()
+        page.get_by_text(f"Endpoint A (test #{index} ").wait_for(timeout=60_000)
+        shown.append(settled())
+    assert len(set(shown)) == 3, shown  # a new picture for each image
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("ArrowRight")
+    assert settled() == shown[-1]
+    largest.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "sr-after-two-steps.png"))
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
 def follow_to_interpolate(page, endpoint: str, shot: str) -> None:
     """Follow the "Interpolate between the last two kept" link; the kept ``endpoint`` must arrive
     preselected, the page must finish with its downloads and no error."""
