@@ -44,10 +44,13 @@ def positive(text: str) -> int:
 
 def device(text: str) -> str:
     """cpu, cuda or cuda:N: the devices a training step can run on here."""
-    kind, _, index = text.partition(":")
-    if text == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
-        return text
-    raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    from core import names
+
+    try:
+        names.cuda_index(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def setting(text: str) -> tuple[str, object]:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from core import checkpoint, data, models
+from core import checkpoint, data, models, names
 from core.paths import ROOT, RUNS_DIR
 from core.splits import held_out_count
 
@@ -212,13 +212,11 @@ def after_training_step(model):
 
 def training_device(name: str) -> torch.device:
     """The device ``name`` (cpu, cuda or cuda:N), once this machine is known to have it."""
-    kind, _, index = name.partition(":")
-    if name == "cpu":
+    index = names.cuda_index(name)
+    if index is None:
         return torch.device("cpu")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count <= int(index or 0):
+    if count <= index:
         raise ValueError(f"this run trains on {name}, and this machine has "
                          f"{f'{count} CUDA device(s)' if count else 'no CUDA device'}")
     return torch.device(name)
