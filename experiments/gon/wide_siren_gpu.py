@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="first N training images (smoke tests)")
     parser.add_argument("--dataset", choices=["fashion-mnist", "mnist"], help="this dataset's pair only")
     parser.add_argument("--resume-from", type=Path, help="continue from the checkpoints NAME.pt in this folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model setting for both runs of each pair, e.g. latent_dim=128")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     snapshots = Path(tempfile.mkdtemp(prefix="wide-siren-"))  # every epoch's checkpoint, per run
@@ -87,7 +89,7 @@ def main() -> int:
             shutil.copy(args.resume_from / f"{name}.pt", snapshots / name / f"{epoch}.pt")
             command += ["--resume"]
         else:
-            command += [*SIREN, *extra]
+            command += [*SIREN, *extra, *(part for setting in args.set for part in ("--set", setting))]
         if args.limit:
             command += ["--limit", str(args.limit)]
         logs[name] = open(snapshots / f"{name}.log", "w")
