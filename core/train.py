@@ -147,7 +147,10 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
         model_name, config, path, resume, device_given=device_given)
     train_set = data.load(dataset, "train")
     images = train_set.images[: config.limit] if config.limit else train_set.images
-    curve_images = data.binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES]
+    # As in train_family: weights built on the CPU, then moved; data and RNG stay on the CPU.
+    device = training_device(config.device)
+    model.to(device)
+    curve_images = data.binarize_fixed(data.load(dataset, "test").images)[:CURVE_TEST_IMAGES].to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -170,7 +173,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
                        disable=not progress)
         for start in batches:
             index = order[start : start + config.batch_size]
-            x = torch.bernoulli(images[index])  # dynamic binarisation, a fresh draw every epoch
+            x = torch.bernoulli(images[index]).to(device)  # dynamic binarisation, a fresh draw every epoch
             out = model(x, beta=beta, index=index)  # index: for the exemplar prior's leave-one-out
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()

@@ -130,3 +130,20 @@ def test_checkpoint_round_trip_keeps_sigma(tmp_path):
     assert payload["config"]["neighbors"] == 10
     assert torch.equal(loaded.prior_logvar, model.prior_logvar)
     assert math.isfinite(float(loaded.kernel_logvar().detach()))
+
+
+def test_what_the_app_calls_takes_and_returns_cpu_tensors():
+    """A VAE trained on a GPU is used on the CPU: encode, decode, generation and sampling move
+    their inputs to the weights and hand back CPU tensors (here the weights are on the CPU too,
+    so this pins the contract the GPU path relies on)."""
+    model = tiny().eval()
+    model.set_exemplars(images(20))
+    x = images(3, seed=1)
+    z = model.encode(x)
+    assert z.device.type == "cpu" and model.decode(z).device.type == "cpu"
+    assert model.reconstruct(x).shape == x.shape
+    generated = model.generate_from(x, per_image=2, generator=torch.Generator().manual_seed(0))
+    assert generated.shape == (3, 2, *x.shape[1:]) and generated.device.type == "cpu"
+    assert model.sample(4, generator=torch.Generator().manual_seed(0)).device.type == "cpu"
+    before = len(model.exemplar_means)
+    assert model.add_exemplars(x).tolist() == [before, before + 1, before + 2]

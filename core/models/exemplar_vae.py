@@ -52,7 +52,10 @@ class ExemplarVAE(VAE):
         """Make ``images`` the exemplars: encode all of them (the cache) and index the means."""
         if len(images) < 2:
             raise ValueError("the exemplar prior needs at least 2 exemplars")
-        means = [self.posterior(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
+        # The images stay where they are (the CPU); the means live with the weights, where the
+        # prior is computed.
+        means = [self.posterior(images[i : i + batch_size].to(self.device))[0]
+                 for i in range(0, len(images), batch_size)]
         self.exemplar_images, self.exemplar_means = images, torch.cat(means)
         self._index = None  # rebuilt on first use
 
@@ -63,7 +66,7 @@ class ExemplarVAE(VAE):
             raise ValueError("set_exemplars() first: the model has no exemplar set yet")
         start = len(self.exemplar_means)
         self.exemplar_images = torch.cat([self.exemplar_images, images])
-        self.exemplar_means = torch.cat([self.exemplar_means, self.encode(images)])
+        self.exemplar_means = torch.cat([self.exemplar_means, self.encode(images).to(self.exemplar_means.device)])
         self._index = None
         return torch.arange(start, start + len(images))
 
@@ -117,10 +120,10 @@ class ExemplarVAE(VAE):
         k = min(self.config.neighbors + 1, len(means))  # +1: an image usually retrieves itself
         _, nearest = neighbors.search(means, mu.detach(), k, index=self._faiss_index())
         pool = torch.unique(nearest.flatten())  # (P,) exemplar indices, union over the batch
-        pool_mu, _ = self.posterior(self.exemplar_images[pool])  # (P, D), with gradients
+        pool_mu, _ = self.posterior(self.exemplar_images[pool].to(z.device))  # (P, D), with gradients
         logvar = self.kernel_logvar()
         log_kernel = log_normal_diag(z.unsqueeze(1), pool_mu.unsqueeze(0), logvar)  # (B, P)
-        own = pool.unsqueeze(0) == index.unsqueeze(1)  # (B, P): leave one out
+        own = (pool.unsqueeze(0) == index.cpu().unsqueeze(1)).to(z.device)  # (B, P): leave one out
         log_kernel = log_kernel.masked_fill(own, float("-inf"))
         # The mixture is over all N - 1 other exemplars; the ones not retrieved add ~0 mass.
         return torch.logsumexp(log_kernel, dim=1) - math.log(len(means) - 1)
@@ -134,8 +137,8 @@ class ExemplarVAE(VAE):
 
         Returns (len(images), per_image, 1, S, S).
         """
-        mu = self.encode(images)  # (M, D)
-        std = torch.exp(0.5 * self.kernel_logvar())
+        mu = self.encode(images)  # (M, D), on the CPU
+        std = torch.exp(0.5 * self.kernel_logvar()).cpu()
         eps = torch.randn(len(mu), per_image, mu.shape[1], generator=generator)  # (M, n, D)
         z = (mu.unsqueeze(1) + std * eps).flatten(0, 1)  # (M*n, D)
         return self.decode(z).unflatten(0, (len(mu), per_image))
@@ -146,7 +149,7 @@ class ExemplarVAE(VAE):
         means = self._means_or_fail()
         pick = torch.randint(len(means), (n,), generator=generator)
         std = torch.exp(0.5 * self.kernel_logvar())
-        z = means[pick] + std * torch.randn(n, means.shape[1], generator=generator)
+        z = means[pick] + std * torch.randn(n, means.shape[1], generator=generator).to(means.device)
         return self.decode(z)
 
     # -- internals ------------------------------------------------------------------------------

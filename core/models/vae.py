@@ -60,6 +60,9 @@ def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 class VAE(nn.Module):
     family = "vae"
     Config = VAEConfig
+    # Trains on a GPU where one is lent: the loop moves each batch to the weights, and what the
+    # app and the evaluator call takes and returns CPU tensors.
+    runs_on_any_device = True
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -114,15 +117,19 @@ class VAE(nn.Module):
 
     # -- what the app and the CLI call ----------------------------------------------------------
 
+    @property
+    def device(self) -> torch.device:
+        return self.to_mu.weight.device
+
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
-        """Posterior means, (B, D)."""
-        return self.posterior(x)[0]
+        """Posterior means, (B, D), on the CPU."""
+        return self.posterior(x.to(self.device))[0].cpu()
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
-        """Bernoulli means in [0, 1], (B, 1, S, S)."""
-        return torch.sigmoid(self.decode_logits(z))
+        """Bernoulli means in [0, 1], (B, 1, S, S), on the CPU."""
+        return torch.sigmoid(self.decode_logits(z.to(self.device))).cpu()
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
