@@ -281,6 +281,25 @@ def test_docs_quote_the_2x2_record():
         assert row.replace("-", "−") in doc.replace("-", "−"), row
 
 
+def test_docs_quote_the_latent_gap_records():
+    """docs/gon-vs-autoencoder.md's table of what each implicit decoder draws with its best latents
+    is experiments/gon/implicit-latent-gap-D.json."""
+    import json
+
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "gon-vs-autoencoder.md").read_text()
+    for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
+        r = json.loads((ROOT / "experiments" / "gon" / f"implicit-latent-gap-{dataset}.json").read_text())
+        assert r["dataset"] == dataset and r["images"] == 100 and r["steps"] == 200
+        encoded = r["as_encoded"]["gon"], r["as_encoded"]["autoencoder"]
+        best = r["gon_decoder_optimised"][str(r["steps"])], r["ae_decoder_optimised"][str(r["steps"])]
+        row = (f"| {name} | {encoded[0]:.2f} / {encoded[1]:.2f} ({encoded[0] / encoded[1] - 1:+.0%}) | "
+               f"{best[0]:.2f} / {best[1]:.2f} ({best[0] / best[1] - 1:+.0%}) | "
+               f"{encoded[0] - best[0]:.2f} / {encoded[1] - best[1]:.2f} |")
+        assert row.replace("-", "−") in doc.replace("-", "−"), row
+
+
 @pytest.mark.parametrize("family", ["gon", "implicit_gon", "gon_ae", "implicit_gon_ae"])
 def test_what_the_app_calls_takes_and_returns_cpu_tensors(family):
     """A GON trained on a GPU is used on the CPU, and during training its measurements take CPU
