@@ -156,7 +156,7 @@ def test_a_run_on_a_gpu_says_so_in_its_rebuild_command():
 
 
 @pytest.mark.parametrize("model, device, words", [
-    ("swav", "cuda", "swav trains on the CPU only"),
+    ("classifier", "cuda", "classifier trains on the CPU only"),
     ("gan", "cuda", "gan trains on the CPU only"),  # its calibration measures on the CPU
     ("gon", "tpu9", "expected cpu, cuda or cuda:N, got 'tpu9'"),  # answered by the parser
 ])

@@ -326,3 +326,17 @@ def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
     deeper = json.loads((ROOT / "experiments" / "swav" / "deeper-network.json").read_text())["entries"]["fashion-mnist"]
     assert deeper["config"]["top_stages"] == 2 and deeper["config"]["schedule_epochs"] == deeper["epochs"]
     assert f"| Fashion-MNIST | recipe, 26 px receptive field, {deeper['epochs']} epochs {row(deeper['metrics'])}" in doc
+
+
+def test_what_the_app_calls_takes_and_returns_cpu_tensors():
+    """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
+    inputs to the weights and hand back CPU tensors; crops are drawn from the CPU's RNG whatever
+    the device, so two runs from one seed see the same crops."""
+    model = tiny().eval()
+    x = torch.rand(5, 1, 28, 28)
+    for out in (model.feature_map(x, 2), model.encode(x), model.embed(x), *model.assign(x)):
+        assert out.device.type == "cpu" and len(out) == 5
+    torch.manual_seed(3)
+    first = model.crops(x)
+    torch.manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(first, model.crops(x)))

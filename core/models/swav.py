@@ -105,15 +105,16 @@ def random_crops(x: Tensor, n: int, size: int, scale: tuple[float, float], flip:
     x0 = torch.rand(m, generator=generator) * (w - cw)
     y0 = torch.rand(m, generator=generator) * (h - ch)
     owner = torch.arange(b).repeat(n).float()  # crop j of image i sits at j * B + i
-    boxes = torch.stack([owner, x0, y0, x0 + cw, y0 + ch], dim=1)  # (m, 5): image, x1, y1, x2, y2
+    # Drawn on the CPU whatever the device, so that a GPU run sees the same crops as a CPU one.
+    boxes = torch.stack([owner, x0, y0, x0 + cw, y0 + ch], dim=1).to(x)  # (m, 5): image, x1, y1, x2, y2
     from torchvision.ops import roi_align  # here, not at the top: it imports torch._dynamo (3 s)
 
     crops = roi_align(x, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=1, aligned=True)
     if flip:
-        mirrored = torch.rand(m, generator=generator) < 0.5
+        mirrored = (torch.rand(m, generator=generator) < 0.5).to(x.device)
         crops = torch.where(mirrored[:, None, None, None], crops.flip(-1), crops)
-    contrast = torch.empty(m, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
-    brightness = torch.empty(m, 1, 1, 1).uniform_(-0.1, 0.1, generator=generator)
+    contrast = torch.empty(m, 1, 1, 1).uniform_(0.7, 1.3, generator=generator).to(x)
+    brightness = torch.empty(m, 1, 1, 1).uniform_(-0.1, 0.1, generator=generator).to(x)
     mean = crops.mean(dim=(1, 2, 3), keepdim=True)
     return ((crops - mean) * contrast + mean + brightness).clamp(0, 1)
 
@@ -121,6 +122,9 @@ def random_crops(x: Tensor, n: int, size: int, scale: tuple[float, float], flip:
 class SwAV(nn.Module):
     family = "swav"
     Config = SwAVConfig
+    # Trains on a GPU where one is lent: crops are drawn on the CPU and moved; what the app and
+    # the evaluator call takes and returns CPU tensors.
+    runs_on_any_device = True
     TABLE_COLUMNS = (
         ("20-NN accuracy", "knn_accuracy", "{:.4f}"),
         ("read-out grid", "knn_readout_grid", "{}"),
@@ -162,6 +166,10 @@ class SwAV(nn.Module):
     @property
     def uses_queue(self) -> bool:
         return self.config.batch_size < QUEUE_BELOW and self.config.queue_length > 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.prototypes.weight.device
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -240,8 +248,8 @@ class SwAV(nn.Module):
         to ``grid``×``grid`` and flattened: (N, 4·width·grid²). ``grid`` 1 is the globally pooled
         vector the projection head sees; larger grids keep where in the image a feature fired."""
         trunk = self.encoder[:-2]  # everything before the global average pool
-        return torch.cat([F.adaptive_avg_pool2d(trunk(x[i : i + batch_size]), grid).flatten(1)
-                          for i in range(0, len(x), batch_size)])
+        return torch.cat([F.adaptive_avg_pool2d(trunk(x[i : i + batch_size].to(self.device)), grid)
+                          .flatten(1).cpu() for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
     def encode(self, x: Tensor, batch_size: int = 2000) -> Tensor:
@@ -253,13 +261,15 @@ class SwAV(nn.Module):
     @inference
     def embed(self, x: Tensor, batch_size: int = 2000) -> Tensor:
         """L2-normalised projections (N, proj_dim), the space the prototypes live in."""
-        return torch.cat([self.project(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([self.project(x[i : i + batch_size].to(self.device)).cpu()
+                          for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
     def assign(self, x: Tensor, batch_size: int = 2000) -> tuple[Tensor, Tensor]:
         """Each image's cluster (its highest-scoring prototype) (N,) and the softmax(zᵀC/τ)
         probability of that prototype (N,), its confidence."""
-        p = torch.softmax(self.prototypes(self.embed(x, batch_size)) / self.config.temperature, dim=1)
+        scores = self.prototypes(self.embed(x, batch_size).to(self.device)).cpu()
+        p = torch.softmax(scores / self.config.temperature, dim=1)
         confidence, cluster = p.max(dim=1)
         return cluster, confidence
 
