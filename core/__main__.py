@@ -81,8 +81,8 @@ def make_parser() -> Parser:
     p.add_argument("--limit", type=positive, help="train on the first N training images only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device,
-                   help="where the training steps run: cpu (a new run's default), or cuda for the GON "
-                        "and VAE families; a resumed run keeps its own")
+                   help="where the training steps run: cpu (a new run's default), or cuda for the GON, "
+                        "VAE and SwAV families; a resumed run keeps its own")
     p.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE",
                    help="a field of the model's config for a new run, e.g. --set latent_dim=128 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

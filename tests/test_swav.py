@@ -72,6 +72,20 @@ def test_random_crops_differ_per_image():
 def test_a_bad_config_is_refused():
     with pytest.raises(ValueError, match="2 global crops"):
         models.build("swav", {"global_crops": 3})
+    with pytest.raises(ValueError, match="top_stages must be at least 1"):
+        models.build("swav", {"top_stages": 0})
+
+
+def test_top_stages_deepen_the_trunk_and_keep_its_outputs():
+    """More 3×3 stages on the 7×7 map: more weights, the same feature sizes; one stage is the
+    network the shipped checkpoints were trained with (the same weight names)."""
+    shallow, deep = tiny(), tiny(top_stages=3)
+    assert set(shallow.state_dict()) < set(deep.state_dict())
+    assert len(deep.state_dict()) - len(shallow.state_dict()) == 2 * 6  # conv + BatchNorm's 5 per stage
+    x = torch.rand(4, 1, 28, 28)
+    deep.eval()
+    assert deep.feature_map(x, 7).shape == shallow.eval().feature_map(x, 7).shape
+    assert deep(x).shape == (4, TINY["prototypes"])
 
 
 def step(model: SwAV, epoch: int) -> dict:

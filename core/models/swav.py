@@ -40,6 +40,10 @@ MAP_GRID = 2  # the read-out of maps and neighbours (see SwAV.encode)
 @dataclass
 class SwAVConfig:
     width: int = 32  # channels of the first conv stage; the next two have 2× and 4× as many
+    # 3×3 stages at 4·width channels on the 7×7 map. Each after the first widens the receptive
+    # field by 8 px of the image (18 px with one stage, 26 with two): a 28 px image needs more
+    # than 18 to relate its parts, and this is the network's depth knob.
+    top_stages: int = 1
     hidden_dim: int = 256  # projection head's hidden layer
     proj_dim: int = 64  # the space prototypes live in
     prototypes: int = 50  # K: several per class, as the paper uses more prototypes than classes
@@ -64,6 +68,8 @@ class SwAVConfig:
         self.global_scale, self.local_scale = tuple(self.global_scale), tuple(self.local_scale)
         if self.global_crops != 2:
             raise ValueError("SwAV swaps the codes of exactly 2 global crops")
+        if self.top_stages < 1:
+            raise ValueError(f"top_stages must be at least 1, got {self.top_stages}")
 
 
 def conv_stage(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
@@ -149,6 +155,7 @@ class SwAV(nn.Module):
             # (B, w, 14, 14) for a 28-px crop, (B, w, 7, 7) for a 14-px one
             conv_stage(w, 2 * w, pool=True),  # (B, 2w, 7, 7)
             conv_stage(2 * w, 4 * w, pool=False),
+            *(conv_stage(4 * w, 4 * w, pool=False) for _ in range(config.top_stages - 1)),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w): any crop size gives one vector
         )
         self.features_dim = 4 * w
