@@ -318,7 +318,8 @@ def test_record_needs_the_full_measurement():
 
 def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
     """docs/reproductions.md's SwAV table: the shipped rows from the manifest, the recipe's from
-    experiments/swav/official-recipe.json, the deeper network's from deeper-network.json."""
+    experiments/swav/official-recipe.json, the deeper networks' from deeper-network.json and
+    top-stages-2.json."""
     import json
 
     from core.paths import ROOT
@@ -340,6 +341,9 @@ def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
     deeper = json.loads((ROOT / "experiments" / "swav" / "deeper-network.json").read_text())["entries"]["fashion-mnist"]
     assert deeper["config"]["top_stages"] == 2 and deeper["config"]["schedule_epochs"] == deeper["epochs"]
     assert f"| Fashion-MNIST | recipe, 26 px receptive field, {deeper['epochs']} epochs {row(deeper['metrics'])}" in doc
+    stages = json.loads((ROOT / "experiments" / "swav" / "top-stages-2.json").read_text())["entries"]["fashion-mnist"]
+    assert stages["config"]["top_stages"] == 2 and "--set top_stages=2" in stages["command"]
+    assert f"| Fashion-MNIST | shipped recipe, 26 px receptive field, {stages['epochs']} epochs {row(stages['metrics'])}" in doc
 
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
