@@ -71,14 +71,19 @@ def build_model(payload: dict[str, Any], path: str | Path = "checkpoint") -> nn.
     """The model a checkpoint describes, with its weights (strict key match), in eval mode. The
     checkpoint must name exactly its family's config fields: a default filled in for a field it
     lacks could differ from what it was trained with, and a field the family lacks is an option
-    the code no longer has."""
+    the code no longer has. The one exception is a field its family added later together with
+    the value older networks had (``Config.ADDED_FIELDS``)."""
     fields = models.config_fields(payload["family"])
-    missing, unknown = fields - set(payload["config"]), set(payload["config"]) - fields
+    # A field added since the checkpoint was saved is filled in only where the family records the
+    # value the older network had (``Config.ADDED_FIELDS``).
+    added = getattr(models.MODELS[payload["family"]].Config, "ADDED_FIELDS", {})
+    config = {**{k: v for k, v in added.items() if k not in payload["config"]}, **payload["config"]}
+    missing, unknown = fields - set(config), set(config) - fields
     if missing or unknown:
         what = (f"without config field(s) {sorted(missing)} that {payload['family']} has" if missing
                 else f"with config field(s) {sorted(unknown)} that {payload['family']} does not have")
         raise CheckpointError(f"{path} was saved {what} (another version of Latent Lab saved it): retrain it")
-    model = models.build(payload["family"], payload["config"])
+    model = models.build(payload["family"], config)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:

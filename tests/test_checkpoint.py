@@ -60,6 +60,24 @@ def test_a_checkpoint_without_every_config_field_is_refused(tmp_path):
         checkpoint.build_model(payload)
 
 
+def test_a_field_added_later_is_filled_in_with_the_value_older_networks_had(tmp_path):
+    """SwAV's top_stages came after its checkpoints shipped: one saved without it is the one-stage
+    network it was trained as. Any other missing field is still refused."""
+    import torch
+
+    from core import models
+
+    torch.manual_seed(0)
+    checkpoint.save(tmp_path / "s.pt", models.build("swav", {"width": 4, "hidden_dim": 8, "proj_dim": 4,
+                                                             "prototypes": 5}), dataset="mnist", step=1, epoch=1)
+    payload = checkpoint.read(tmp_path / "s.pt")
+    payload["config"].pop("top_stages")
+    assert checkpoint.build_model(payload).config.top_stages == 1
+    payload["config"].pop("width")
+    with pytest.raises(checkpoint.CheckpointError, match=r"without config field\(s\) \['width'\]"):
+        checkpoint.build_model(payload)
+
+
 def ship_tiny(runs, dataset="mnist"):
     run = runs / "vae-mnist" / "checkpoint.pt"
     checkpoint.save(run, small(), dataset=dataset, step=3, epoch=1, seconds=1.0, commit="abc",
@@ -113,6 +131,7 @@ def test_every_shipped_artifact_matches_the_manifest():
             assert entry["command"].startswith(f"python -m core evaluate {entry['model']}")
             continue
         payload = checkpoint.read(path)
+        checkpoint.build_model(payload, path)  # today's code builds every shipped net
         assert payload["family"] == entry["model"] and payload["dataset"] == entry["dataset"]
         assert entry["command"].startswith("python -m core train ")
         assert payload["metrics"] == entry["metrics"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -44,6 +45,9 @@ class SwAVConfig:
     # field by 8 px of the image (18 px with one stage, 26 with two): a 28 px image needs more
     # than 18 to relate its parts, and this is the network's depth knob.
     top_stages: int = 1
+    # Fields added after checkpoints were shipped, with the value those checkpoints were trained
+    # with (not a guess at a default): checkpoint.build_model fills in these and nothing else.
+    ADDED_FIELDS: ClassVar[dict[str, object]] = {"top_stages": 1}
     hidden_dim: int = 256  # projection head's hidden layer
     proj_dim: int = 64  # the space prototypes live in
     prototypes: int = 50  # K: several per class, as the paper uses more prototypes than classes

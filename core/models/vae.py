@@ -60,8 +60,9 @@ def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 class VAE(nn.Module):
     family = "vae"
     Config = VAEConfig
-    # Trains on a GPU where one is lent: the loop moves each batch to the weights, and what the
-    # app and the evaluator call takes and returns CPU tensors.
+    # Trains on a GPU where one is lent: the loop moves each batch to the weights, and encode,
+    # decode and sampling take and return CPU tensors. Everything else (the evaluator's importance
+    # sampling, projections, uploads) runs on the CPU models that checkpoint.read loads.
     runs_on_any_device = True
 
     def __init__(self, config: VAEConfig):
@@ -107,7 +108,10 @@ class VAE(nn.Module):
         ``index`` holds the images' positions in the training set, given in training only.
         """
         mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        # The noise comes from the CPU's generator whatever the device: the checkpoint carries that
+        # generator's state, so a GPU run resumed in pieces draws what one run in one go would.
+        eps = torch.randn(mu.shape, dtype=mu.dtype).to(mu.device)
+        z = mu + eps * torch.exp(0.5 * logvar)
         recon = -self.log_likelihood(x, z)
         log_pz = self.log_prior(z) if index is None else self.training_log_prior(z, mu, index)
         # Monte-Carlo KL, as the reference code does: it works for any prior, exemplar one included.
