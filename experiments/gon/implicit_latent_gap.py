@@ -20,6 +20,7 @@ if it draws worse by as much as the gap, the loss is in the decoder.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -46,7 +47,8 @@ def repeated_steps(gon, target: torch.Tensor, steps: int) -> dict[int, float]:
         z = z.requires_grad_(True)
         inner = squared_error(gon.decoder(z), target).sum() * gon.config.inner_scale
         (grad,) = torch.autograd.grad(inner, z)
-        z = (z - grad).detach()
+        step_size = gon.log_step.exp() if gon.config.learned_step else 1.0  # as gradient_origin scales it
+        z = (z - step_size * grad).detach()
         with torch.no_grad():
             curve[step] = round(float(squared_error(gon.decoder(z), target).mean()), 4)
     return curve
@@ -83,13 +85,15 @@ def main() -> int:
 
     torch.manual_seed(0)
     images = data.load(args.dataset, "test").images[: args.images]
-    gon, _ = checkpoint.load(paths.PRETRAINED_DIR / f"implicit_gon-{args.dataset}.pt")
-    ae, _ = checkpoint.load(paths.PRETRAINED_DIR / f"implicit_gon_ae-{args.dataset}.pt")
+    files = {name: paths.PRETRAINED_DIR / f"{name}-{args.dataset}.pt" for name in ("implicit_gon", "implicit_gon_ae")}
+    gon, _ = checkpoint.load(files["implicit_gon"])
+    ae, _ = checkpoint.load(files["implicit_gon_ae"])
     gon.eval(), ae.eval()
     for model in (gon, ae):
         model.requires_grad_(False)
     record = {"what": __doc__.split("\n\n")[0], "dataset": args.dataset, "images": args.images,
-              "steps": args.steps, "lr": args.lr, "measure": "squared error summed over pixels, mean over the images"}
+              "steps": args.steps, "lr": args.lr, "measure": "squared error summed over pixels, mean over the images",
+              "checkpoints_sha256": {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}}
     began = time.perf_counter()
 
     z_gon = gon.gradient_origin(images)
