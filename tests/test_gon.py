@@ -292,8 +292,8 @@ def test_docs_quote_the_latent_gap_records():
     for dataset, name in (("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")):
         r = json.loads((ROOT / "experiments" / "gon" / f"implicit-latent-gap-{dataset}.json").read_text())
         assert r["dataset"] == dataset and r["images"] == 100 and r["steps"] == 200
-        for name in ("implicit_gon", "implicit_gon_ae"):  # measured on the nets shipped now
-            assert r["checkpoints_sha256"][name] == pretrained.find(name, dataset)["sha256"]
+        for family in ("implicit_gon", "implicit_gon_ae"):  # measured on the nets shipped now
+            assert r["checkpoints_sha256"][family] == pretrained.find(family, dataset)["sha256"]
         encoded = r["as_encoded"]["gon"], r["as_encoded"]["autoencoder"]
         best = r["gon_decoder_optimised"][str(r["steps"])], r["ae_decoder_optimised"][str(r["steps"])]
         row = (f"| {name} | {encoded[0]:.2f} / {encoded[1]:.2f} ({encoded[0] / encoded[1] - 1:+.0%}) | "
