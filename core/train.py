@@ -64,6 +64,17 @@ def run_dir(model_name: str, dataset: str) -> Path:
     return RUNS_DIR / f"{model_name}-{dataset}"
 
 
+def code_digest() -> str:
+    """sha256 over core/**/*.py: ties a run to a commit where the tree travelled without its .git
+    (a lent GPU machine's copy may carry a stale one)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def git_commit() -> str:
     """HEAD of the repository, with ``+dirty`` when tracked files outside ``pretrained/`` and
     ``runs/`` have uncommitted changes. Shipping rewrites the manifest, so a second artifact

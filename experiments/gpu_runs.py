@@ -20,7 +20,6 @@ runs/ on any machine with ``python -m core ship``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -33,14 +32,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--limit", "512", "--epochs", "1"]
-
-
-def code_digest() -> str:
-    """sha256 over core/**/*.py: ties the runs to a commit when the tree travelled without git."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "core").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def train_command(run: list[str], device: str, extra: list[str] = ()) -> list[str]:
@@ -97,7 +88,7 @@ def main() -> int:
     if taken:  # the CLI's own run folders: a run there is someone's work
         sys.exit(f"run folders exist already: {', '.join(taken)}; move them away first")
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"code sha256 {code_digest()}", flush=True)
+    print(f"code sha256 {train.code_digest()}", flush=True)
     if not args.no_smoke_test:
         smoke_test(runs, args.device)
 
@@ -110,7 +101,7 @@ def main() -> int:
     for process in processes.values():
         if process.poll() is None:
             process.terminate()  # between two epochs or in one: the last finished epoch is on disk
-    summary = {"code_sha256": code_digest(), "device": args.device, "seconds": args.seconds, "runs": {}}
+    summary = {"code_sha256": train.code_digest(), "device": args.device, "seconds": args.seconds, "runs": {}}
     for name, process in processes.items():
         code = process.wait()
         checkpoint_file = folders[name] / "checkpoint.pt"

@@ -42,14 +42,6 @@ RUNS = {  # run name -> (family, dataset, epochs at most, extra settings)
 }
 
 
-def code_digest() -> str:
-    """sha256 over core/**/*.py, to tie the runs to a commit where the tree travelled without git."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "core").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
@@ -63,9 +55,10 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     snapshots = Path(tempfile.mkdtemp(prefix="wide-siren-"))  # every epoch's checkpoint, per run
-    print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, code sha256 {code_digest()}", flush=True)
     sys.path.insert(0, str(ROOT))
     from core import data, train
+
+    print(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, code sha256 {train.code_digest()}", flush=True)
 
     for dataset in ("fashion-mnist", "mnist"):  # unpacked once here, not by four processes at once
         images = data.load(dataset, "train").images
@@ -124,7 +117,7 @@ def main() -> int:
             return 1
     copy_new_checkpoints()  # the last epoch of a run that reached its cap between two looks
 
-    summary = {"code_sha256": code_digest(), "torch": torch.__version__, "seconds": args.seconds,
+    summary = {"code_sha256": train.code_digest(), "torch": torch.__version__, "seconds": args.seconds,
                "device": torch.cuda.get_device_name() if torch.cuda.is_available() else args.device, "pairs": {}}
     for dataset in sorted({run[1] for run in runs.values()}):
         gon, ae = f"implicit_gon-{dataset}", f"implicit_gon_ae-{dataset}"
