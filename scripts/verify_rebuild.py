@@ -59,7 +59,7 @@ def rebuild(entry: dict) -> tuple[bool, str, str]:
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True,
                        capture_output=True)
         try:
-            shutil.rmtree(tree / "pretrained")
+            shutil.rmtree(tree / "pretrained", ignore_errors=True)  # absent at commits before it was tracked
             shutil.copytree(ROOT / "pretrained", tree / "pretrained")
             command = entry["command"].replace("python ", f"{sys.executable} ")
             env = {**os.environ, "LATENT_LAB_RUNS": str(Path(tmp) / "runs")}
