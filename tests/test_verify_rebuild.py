@@ -46,3 +46,27 @@ def test_docs_count_the_entries_still_marked_dirty():
     doc = " ".join((ROOT / "docs" / "reproductions.md").read_text().split())
     said = re.search(r"\((\d+) of the (\d+) entries\)", doc)
     assert said and (int(said[1]), int(said[2])) == (dirty, len(entries))
+
+
+REBUILD_STATUSES = ("rebuilt exactly", "trained on a GPU", "not checked yet")
+
+
+def test_docs_give_every_entry_one_rebuild_status():
+    """docs/reproductions.md's table says where each manifest entry stands: every entry in exactly
+    one row, the first row exactly the entries whose ``rebuilt`` note records an exact rebuild, and
+    the GPU row exactly the entries trained with --device cuda."""
+    import json
+    import re
+
+    entries = {e["name"]: e for e in json.loads((ROOT / "pretrained" / "manifest.json").read_text())["artifacts"]}
+    rows = {}
+    for line in (ROOT / "docs" / "reproductions.md").read_text().splitlines():
+        row = re.match(r"\| (" + "|".join(REBUILD_STATUSES) + r")[^|]*\| (.+) \|$", line)
+        if row:
+            rows[row[1]] = [name.strip(" `") for name in row[2].split(",")]
+    assert set(rows) == set(REBUILD_STATUSES)
+    listed = [name for names in rows.values() for name in names]
+    assert sorted(listed) == sorted(entries), "each entry in exactly one row"
+    assert set(rows["rebuilt exactly"]) == {n for n, e in entries.items() if "rebuilt" in e}
+    assert all(entries[n]["rebuilt"]["comparison"].startswith("identical") for n in rows["rebuilt exactly"])
+    assert set(rows["trained on a GPU"]) == {n for n, e in entries.items() if "--device cuda" in e["command"]}
