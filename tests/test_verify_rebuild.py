@@ -48,7 +48,9 @@ def test_docs_count_the_entries_still_marked_dirty():
     assert said and (int(said[1]), int(said[2])) == (dirty, len(entries))
 
 
-REBUILD_STATUSES = ("rebuilt exactly", "trained on a GPU", "not checked yet")
+REBUILD_STATUSES = ("rebuilt exactly", "trained on a GPU", "not checked yet",
+                    "trained differently by its commit")
+REQUIRED_STATUSES = ("rebuilt exactly", "trained on a GPU")  # the others may be empty, so absent
 
 
 def test_docs_give_every_entry_one_rebuild_status():
@@ -64,7 +66,7 @@ def test_docs_give_every_entry_one_rebuild_status():
         row = re.match(r"\| (" + "|".join(REBUILD_STATUSES) + r")[^|]*\| (.+) \|$", line)
         if row:
             rows[row[1]] = [name.strip(" `") for name in row[2].split(",")]
-    assert set(rows) == set(REBUILD_STATUSES)
+    assert set(REQUIRED_STATUSES) <= set(rows)
     listed = [name for names in rows.values() for name in names]
     assert sorted(listed) == sorted(entries), "each entry in exactly one row"
     assert set(rows["rebuilt exactly"]) == {n for n, e in entries.items() if "rebuilt" in e}
