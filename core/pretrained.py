@@ -121,6 +121,7 @@ def ship(run_checkpoint: Path, metrics: dict[str, Any], command: str) -> dict[st
         "bytes": path.stat().st_size,
         "command": command,
         "commit": payload.get("commit", "unknown"),
+        **({"trained_with": payload["trained_with"]} if "trained_with" in payload else {}),
         "epochs": payload["epoch"],
         "train_seconds": round(float(payload.get("seconds", 0.0)), 1),
         "config": payload["config"],

@@ -90,6 +90,26 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def arithmetic(device: str) -> dict[str, Any]:
+    """What decides a run's floating-point results besides its code, data and seed: the torch
+    version, the instruction set its CPU kernels dispatch to, the number of threads, the device.
+    One epoch of the Exemplar VAE on the same commit and seed gave five different losses, at the
+    fifth decimal, with AVX-512 or AVX2 kernels and with 1 thread or 2 (2, 4 and 8 agreed), so a
+    rebuild is exact only where these match."""
+    torch_device = training_device(device)
+    return {"torch": str(torch.__version__), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "device": str(torch_device),
+            **({"gpu": torch.cuda.get_device_name(torch_device)} if torch_device.type == "cuda" else {})}
+
+
+def arithmetic_of_run(state: dict[str, Any] | None, device: str) -> list[dict[str, Any]]:
+    """Each distinct ``arithmetic`` a run has trained under, its pieces' in order of first use.
+    Checkpoints from before this was recorded start the list with this piece's."""
+    seen = list(state.get("trained_with", [])) if state else []
+    here = arithmetic(device)
+    return seen if here in seen else [*seen, here]
+
+
 def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: int) -> str:
     """The one command that trains this run from scratch to ``epochs``.
 
@@ -170,6 +190,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
         return path
 
     commit = state["commit"] if state else git_commit()
+    arithmetic_used = arithmetic_of_run(state, config.device)
     epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
                   desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
     for epoch in epochs:
@@ -205,7 +226,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
                         metrics={"test_elbo_curve_subset": test_elbo},
                         optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
                         train_config=asdict(config), history=history, seconds=seconds,
-                        commit=commit)
+                        commit=commit, trained_with=arithmetic_used)
     return path
 
 
@@ -269,6 +290,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         images, labels = images[: config.limit], labels[: config.limit]
     batch_size = model.config.batch_size
     commit = state["commit"] if state else git_commit()
+    arithmetic_used = arithmetic_of_run(state, config.device)
     epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
                   desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
     for epoch in epochs:
@@ -300,7 +322,8 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=epoch + 1, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit, after_training_done=False)
+                        seconds=seconds, commit=commit, trained_with=arithmetic_used,
+                        after_training_done=False)
     if after_training is not None:
         began = time.perf_counter()
         trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -313,6 +336,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=rng, train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit, after_training_done=True,
+                        seconds=seconds, commit=commit, trained_with=arithmetic_used,
+                        after_training_done=True,
                         weights_before_after_training=trained)
     return path

@@ -8,6 +8,10 @@ commit, mark dropped, in a temporary folder, with this checkout's ``pretrained/`
 inputs; the entry's own command run there; the file it ships compared with the shipped one,
 weights tensor by tensor for a checkpoint, array by array for a map or a study.
 
+Floating-point results depend on more than the code: the torch version, the instruction set of
+the CPU kernels, the number of threads, the device. Where an entry records what it was trained
+with (``trained_with``), a rebuild that differs is reported beside this machine's.
+
 With ``--record``, an artifact rebuilt exactly has the mark dropped from its commit and a
 ``rebuilt`` note added (the command, the commit, the comparison); one that differs is reported
 and left as it is. Run one at a time: each rebuild is a training run.
@@ -52,6 +56,13 @@ def same_contents(shipped: Path, rebuilt: Path) -> tuple[bool, str]:
     return False, f"{len(differ)} of {len(pairs)} arrays differ, by up to {gap:.3g}"
 
 
+def here(device: str) -> dict:
+    """This machine's arithmetic (``core.train.arithmetic``), as the rebuild's training sees it."""
+    from core.train import arithmetic
+
+    return arithmetic(device)
+
+
 def rebuild(entry: dict) -> tuple[bool, str, str]:
     commit = entry["commit"].removesuffix("+dirty")
     with tempfile.TemporaryDirectory(prefix="rebuild-") as tmp:
@@ -68,6 +79,8 @@ def rebuild(entry: dict) -> tuple[bool, str, str]:
             if done.returncode != 0:
                 return False, f"the command failed: {done.stderr.strip().splitlines()[-1:]}", commit
             same, how = same_contents(ROOT / entry["path"], tree / entry["path"])
+            if not same and entry.get("trained_with"):
+                how += f"; trained with {entry['trained_with']}, rebuilt with {here(entry['trained_with'][-1]['device'])}"
             return same, how, commit
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)

@@ -57,6 +57,12 @@ def test_train_resume_evaluate_ship(isolated_dirs):
     assert state["epoch"] == 2 and state["step"] == 2 * 3  # 300 images in batches of 100
     assert [h["epoch"] for h in state["history"]] == [1, 2]
     assert state["train_config"]["epochs"] == 2 and state["train_config"]["limit"] == 300
+    import torch
+
+    # both pieces ran here, under one arithmetic, so the run lists one
+    [trained_with] = state["trained_with"]
+    assert trained_with["torch"] == str(torch.__version__) and trained_with["device"] == "cpu"
+    assert trained_with["cpu_kernels"] == torch.backends.cpu.get_cpu_capability() and trained_with["threads"] >= 1
 
     result = run_cli("evaluate", "vae", "--dataset", "mnist", "--checkpoint",
                      str(runs / "vae-mnist" / "checkpoint.pt"), "--limit", "20", "--samples", "8", "--json")
@@ -73,6 +79,19 @@ def test_train_resume_evaluate_ship(isolated_dirs):
     assert listed[0]["command"] == ("python -m core train vae --dataset mnist --epochs 2 --limit 300"
                                     " && python -m core ship vae --dataset mnist --samples 4")
     assert listed[0]["metrics"]["test_images"] == 1000 and listed[0]["epochs"] == 2
+    assert listed[0]["trained_with"] == state["trained_with"]
+
+
+def test_a_run_lists_each_arithmetic_its_pieces_trained_under(monkeypatch):
+    from core import train
+
+    here = {"torch": "2.15.0", "cpu_kernels": "AVX512", "threads": 2, "device": "cpu"}
+    monkeypatch.setattr(train, "arithmetic", lambda device: dict(here))
+    assert train.arithmetic_of_run(None, "cpu") == [here]
+    assert train.arithmetic_of_run({"trained_with": [here]}, "cpu") == [here]
+    elsewhere = {**here, "cpu_kernels": "AVX2"}
+    assert train.arithmetic_of_run({"trained_with": [elsewhere]}, "cpu") == [elsewhere, here]
+    assert train.arithmetic_of_run({}, "cpu") == [here]  # a checkpoint from before it was recorded
 
 
 def test_readme_table_is_the_manifest():
