@@ -93,9 +93,10 @@ def git_commit() -> str:
 def arithmetic(device: str) -> dict[str, Any]:
     """What decides a run's floating-point results besides its code, data and seed: the torch
     version, the instruction set its CPU kernels dispatch to, the number of threads, the device.
-    One epoch of the Exemplar VAE on the same commit and seed gave five different losses, at the
-    fifth decimal, with AVX-512 or AVX2 kernels and with 1 thread or 2 (2, 4 and 8 agreed), so a
-    rebuild is exact only where these match."""
+    One epoch of the Exemplar VAE on the same commit and seed, on one machine, ended with four
+    different losses (at the sixth significant digit) with AVX-512 or AVX2 kernels and with 1
+    thread or 2 (2, 4 and 8 agreed), so a rebuild is exact only where these match
+    (docs/reproductions.md)."""
     torch_device = training_device(device)
     return {"torch": str(torch.__version__), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(), "device": str(torch_device),
