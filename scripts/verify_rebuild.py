@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import checkpoint, pretrained  # noqa: E402
+from core.train import arithmetic  # noqa: E402
 
 
 def same_contents(shipped: Path, rebuilt: Path) -> tuple[bool, str]:
@@ -56,13 +57,6 @@ def same_contents(shipped: Path, rebuilt: Path) -> tuple[bool, str]:
     return False, f"{len(differ)} of {len(pairs)} arrays differ, by up to {gap:.3g}"
 
 
-def here(device: str) -> dict:
-    """This machine's arithmetic (``core.train.arithmetic``), as the rebuild's training sees it."""
-    from core.train import arithmetic
-
-    return arithmetic(device)
-
-
 def rebuild(entry: dict) -> tuple[bool, str, str]:
     commit = entry["commit"].removesuffix("+dirty")
     with tempfile.TemporaryDirectory(prefix="rebuild-") as tmp:
@@ -80,7 +74,8 @@ def rebuild(entry: dict) -> tuple[bool, str, str]:
                 return False, f"the command failed: {done.stderr.strip().splitlines()[-1:]}", commit
             same, how = same_contents(ROOT / entry["path"], tree / entry["path"])
             if not same and entry.get("trained_with"):
-                how += f"; trained with {entry['trained_with']}, rebuilt with {here(entry['trained_with'][-1]['device'])}"
+                rebuilt_with = arithmetic(entry["trained_with"][-1]["device"])  # as the rebuild's training saw it
+                how += f"; trained with {entry['trained_with']}, rebuilt with {rebuilt_with}"
             return same, how, commit
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
