@@ -191,7 +191,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
         return path
 
     commit = state["commit"] if state else git_commit()
-    arithmetic_used = arithmetic_of_run(state, config.device)
+    trained_with = arithmetic_of_run(state, config.device)
     epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
                   desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
     for epoch in epochs:
@@ -227,7 +227,7 @@ def train(model_name: str, dataset: str, config: TrainConfig, *, resume: bool = 
                         metrics={"test_elbo_curve_subset": test_elbo},
                         optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
                         train_config=asdict(config), history=history, seconds=seconds,
-                        commit=commit, trained_with=arithmetic_used)
+                        commit=commit, trained_with=trained_with)
     return path
 
 
@@ -291,7 +291,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         images, labels = images[: config.limit], labels[: config.limit]
     batch_size = model.config.batch_size
     commit = state["commit"] if state else git_commit()
-    arithmetic_used = arithmetic_of_run(state, config.device)
+    trained_with = arithmetic_of_run(state, config.device)
     epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
                   desc=f"{model_name} on {dataset}", unit="epoch", disable=not progress)
     for epoch in epochs:
@@ -323,7 +323,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=epoch + 1, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=torch.get_rng_state(), train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit, trained_with=arithmetic_used,
+                        seconds=seconds, commit=commit, trained_with=trained_with,
                         after_training_done=False)
     if after_training is not None:
         began = time.perf_counter()
@@ -337,7 +337,7 @@ def train_family(model_name: str, dataset: str, config: TrainConfig, path: Path,
         checkpoint.save(path, model, dataset=dataset, step=step, epoch=config.epochs, metrics={},
                         optimizer={name: o.state_dict() for name, o in optimizers.items()},
                         rng=rng, train_config=asdict(config), history=history,
-                        seconds=seconds, commit=commit, trained_with=arithmetic_used,
+                        seconds=seconds, commit=commit, trained_with=trained_with,
                         after_training_done=True,
                         weights_before_after_training=trained)
     return path
