@@ -7,7 +7,8 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from core import checkpoint
-from core.models.exemplar_vae import ExemplarVAE, ExemplarVAEConfig
+from core.models.exemplar_vae import ExemplarVAE, ExemplarVAEConfig, log_kernel_matrix
+from core.models.vae import log_normal_diag
 
 
 def tiny(seed: int = 0, neighbors: int = 10) -> ExemplarVAE:
@@ -31,6 +32,24 @@ def test_exact_prior_is_the_uniform_parzen_mixture():
     z = torch.randn(7, 3)
     expected = mixture(model.exemplar_means, model.kernel_logvar().detach()).log_prob(z)
     torch.testing.assert_close(model.log_prior(z, chunk=3).detach(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_kernel_matrix_and_its_gradients_match_the_broadcast_form():
+    # Training's GEMM form must give what N(z; mu, s2 I) gives pair by pair, gradients included,
+    # also where z sits far from the origin and near a mean (the cancellation case).
+    gen = torch.Generator().manual_seed(0)
+    z = (30 + torch.randn(6, 40, generator=gen)).requires_grad_()
+    means = (30 + torch.randn(9, 40, generator=gen))
+    means = torch.cat([means, z.detach()[:2] + 1e-3]).requires_grad_()
+    logvar = torch.tensor([-4.0], requires_grad=True)
+    fast = log_kernel_matrix(z, means, logvar)
+    slow = log_normal_diag(z.unsqueeze(1), means.unsqueeze(0), logvar)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-3)
+    weights = torch.rand(fast.shape, generator=gen)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), (z, means, logvar))
+    slow_grads = torch.autograd.grad((slow * weights).sum(), (z, means, logvar))
+    for got, expected in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-2)
 
 
 def test_retrieval_prior_leaves_each_image_out():
