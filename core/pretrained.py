@@ -182,7 +182,8 @@ def load_map(model: str, dataset: str) -> dict[str, np.ndarray]:
 def remeasure(model: str, dataset: str, metrics: dict[str, Any], command: str, commit: str) -> dict[str, Any]:
     """Replace a shipped checkpoint's metrics with a new measurement of the same weights (after
     the evaluation itself changed), in the file and in the manifest. Weights, history and the
-    rebuild command stay; maps made from these weights follow the file's new hash."""
+    rebuild command stay; maps and neighbour tables made from these weights follow the file's new
+    hash."""
     entry = find(model, dataset)
     path = verify(entry)
     net, payload = checkpoint.load(path)
@@ -195,7 +196,7 @@ def remeasure(model: str, dataset: str, metrics: dict[str, Any], command: str, c
     for e in read_manifest():
         if e["name"] == entry["name"]:
             e = entry
-        elif e["kind"] == "map" and e.get("checkpoint_sha256") == old_sha:
+        elif e.get("checkpoint_sha256") == old_sha:
             e = {**e, "checkpoint_sha256": entry["sha256"]}  # the same weights under a new hash
         entries.append(e)
     write_manifest(entries)

@@ -298,6 +298,8 @@ def test_remeasure_replaces_the_metrics_and_keeps_the_weights(tiny_run, isolated
     pretrained.ship(tiny_run, {"knn_accuracy": 0.1}, "python -m core train swav --dataset mnist --epochs 2 --limit 64")
     pretrained.ship_map("swav", "mnist", {"coords": np.zeros((3, 2), np.float32)}, {"points": 3}, "test", "test")
     before = pretrained.find("swav", "mnist")
+    pretrained.ship_arrays("knn", "swav", "mnist", {"index": np.zeros((3, 2), np.int64)}, {"points": 3, "k": 2},
+                           "test", "test", checkpoint_sha256=before["sha256"])
     weights = checkpoint.read(pretrained.file_of(before))["state_dict"]
     entry = pretrained.remeasure("swav", "mnist", {"knn_accuracy": 0.2},
                                  "python -m core evaluate swav --dataset mnist --record", "abc")
@@ -307,6 +309,7 @@ def test_remeasure_replaces_the_metrics_and_keeps_the_weights(tiny_run, isolated
     assert all(torch.equal(payload["state_dict"][k], v) for k, v in weights.items())
     assert entry["command"] == before["command"] and entry["remeasured"]["commit"] == "abc"
     assert pretrained.find("swav", "mnist", kind="map")["checkpoint_sha256"] == entry["sha256"] != before["sha256"]
+    assert pretrained.find("swav", "mnist", kind="knn")["checkpoint_sha256"] == entry["sha256"]
 
 
 def test_record_needs_the_full_measurement():
