@@ -1,4 +1,4 @@
-"""Do a VAE's samples get better when its NLL does? Sample quality in yardsticks the NLL plays no part in.
+"""Do a VAE's samples get better when its NLL does? Measured where the NLL plays no part.
 
 For each checkpoint: 10,000 images from its prior, FD against the test set in three feature spaces
 (the shipped classifier's, the shipped probe's, SwAV's pooled backbone) and precision and recall
