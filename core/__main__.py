@@ -253,10 +253,11 @@ def cmd_augment(args) -> None:
     from core import augment, pretrained, train
 
     model, entry = pretrained.load("exemplar_vae", args.dataset)
-    # Finished seeds are kept per generator checkpoint, so an interrupted run goes on where it was.
-    done = train.RUNS_DIR / f"augment-{args.dataset}" / entry["sha256"][:16]
+    # Finished arms are kept, the augmented ones per generator checkpoint, so an interrupted run
+    # goes on where it was.
     result = augment.compare_seeds(args.dataset, model, augment.AugmentConfig(epochs=args.epochs), args.seeds,
-                                   progress=not args.quiet, done=done)
+                                   progress=not args.quiet, done=train.RUNS_DIR / f"augment-{args.dataset}",
+                                   generator_name=entry["sha256"][:16])
     result["command"] = f"python -m core augment --dataset {args.dataset} --epochs {args.epochs} --seeds {args.seeds}"
     if args.record:
         result["commit"] = train.git_commit()
