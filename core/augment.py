@@ -112,9 +112,10 @@ def train_classifier(dataset: str, config: AugmentConfig, generator_model: Exemp
 def label_agreement(judge: nn.Module, model: ExemplarVAE, images: torch.Tensor, labels: torch.Tensor,
                     seed: int) -> dict:
     """How far generated samples keep their source image's class, read by ``judge``, a classifier
-    that played no part in either arm (the shipped one): its error on the real validation images
-    beside its error on one sample around each of them. A sample that often reads as another class
-    teaches a wrong label."""
+    that played no part in either arm (the shipped one): its error on real images beside its error
+    on one sample around each of them. A sample that often reads as another class teaches a wrong
+    label. Given the test images, which neither the judge nor the generator trained on, both
+    errors are on unseen images."""
     fake = generated_like(model, images, torch.Generator().manual_seed(seed))
     return {"error_real": error(judge, images, labels), "error_generated": error(judge, fake, labels)}
 
@@ -152,14 +153,12 @@ def compare(dataset: str, model: ExemplarVAE, config: AugmentConfig, progress: b
                                  lambda: train_classifier(dataset, config, model, progress))
     if judge is None:
         judge, _ = pretrained.load("classifier", dataset)
-    train = data.load(dataset, "train")
-    _, validation_index = split(train, config)
+    test = data.load(dataset, "test")
     return {"dataset": dataset, "config": asdict(config),
             "baseline_test_error": baseline["test_error"],
             "augmented_test_error": augmented["test_error"],
             "baseline_curve": baseline["curve"], "augmented_curve": augmented["curve"],
-            "label_agreement": label_agreement(judge, model, train.images[validation_index],
-                                               train.labels[validation_index], config.seed),
+            "label_agreement": label_agreement(judge, model, test.images, test.labels, config.seed),
             "seconds": round(baseline["seconds"] + augmented["seconds"], 1)}
 
 
