@@ -169,7 +169,7 @@ def compare_seeds(dataset: str, model: ExemplarVAE, config: AugmentConfig, seeds
     about.
 
     ``done``: as for ``compare``, so an interrupted study goes on where it was (on 2 cores an arm
-    takes about 15 minutes without generated images, 9 s an epoch, and 28 with, 17 s)."""
+    takes about 12 minutes without generated images, 7 s an epoch, and 24 with, 14 s)."""
     judge, _ = pretrained.load("classifier", dataset)
     runs = [compare(dataset, model, replace(config, seed=seed), progress, done, generator_name, judge)
             for seed in range(seeds)]
