@@ -84,8 +84,9 @@ def calibrate_last_layer(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
                          progress: bool = False) -> dict:
     """Refit D's last layer alone, in place, after ``calibrate``: L2-penalised logistic regression
     of held-out real images against fresh fakes on D's last feature map, average-pooled to a g×g
-    grid and standardised, fitted on four fifths of ``calibrate``'s split for every g in ``grids``
-    and every penalty C in ``LAST_LAYER_PENALTIES`` (``fit_last_layer_heads``). The head kept is
+    grid and standardised, fitted on four fifths of ``calibrate``'s split (against as many fakes,
+    or ``refit_min_fakes`` where that is more) for every g in ``grids`` and every penalty C in
+    ``LAST_LAYER_PENALTIES`` (``fit_last_layer_heads``). The head kept is
 
     - by default, the one with the lowest log loss on the other fifth against as many other fakes;
     - with ``fd_against = (features, reference)``, the one that, at its best γ percentile, gives
@@ -153,9 +154,14 @@ def fit_last_layer_heads(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
     rng = torch.Generator().manual_seed(seed)
     n_val = len(held_out) // 5
     val_real, fit_real = held_out[:n_val], held_out[n_val:]
-    maps_fit = torch.cat([last_feature_maps(gan, fit_real), last_feature_maps(gan, gan.sample(len(fit_real), rng))])
+    n_fakes = max(len(fit_real), gan.config.refit_min_fakes)
+    maps_fit = torch.cat([last_feature_maps(gan, fit_real), last_feature_maps(gan, gan.sample(n_fakes, rng))])
     maps_val = torch.cat([last_feature_maps(gan, val_real), last_feature_maps(gan, gan.sample(n_val, rng))])
-    y_fit, y_val = np.r_[np.ones(len(fit_real)), np.zeros(len(fit_real))], np.r_[np.ones(n_val), np.zeros(n_val)]
+    y_fit, y_val = np.r_[np.ones(len(fit_real)), np.zeros(n_fakes)], np.r_[np.ones(n_val), np.zeros(n_val)]
+    # Fitted on n_fakes fakes to len(fit_real) reals, the logit is the log density ratio plus the
+    # log of the classes' ratio; the bias takes it off, so D's logit stays an estimate of the ratio
+    # (DRS itself is blind to a constant shift; the validation log loss, on balanced classes, is not).
+    prior_shift = float(np.log(n_fakes / len(fit_real)))
     side = maps_fit.shape[-1]
     grids = grids or tuple(g for g in range(side, 0, -1) if side % g == 0)
     heads = {}
@@ -165,6 +171,7 @@ def fit_last_layer_heads(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
         scaler = StandardScaler().fit(x_fit)
         for c in LAST_LAYER_PENALTIES:
             head = LogisticRegression(C=c, max_iter=3000).fit(scaler.transform(x_fit), y_fit)
+            head.intercept_ += prior_shift
             loss = log_loss(y_val, head.predict_proba(scaler.transform(x_val))[:, 1])
             # Fold the standardisation in: w·(p − μ)/σ + b = (w/σ)·p + (b − (w/σ)·μ).
             weight = head.coef_[0] / scaler.scale_

@@ -771,7 +771,7 @@ def test_last_layer_calibration_picks_grid_and_penalty_on_the_validation_split()
         assert losses[f"{grid}x{grid}"][f"{record['penalty_c']:g}"] == best
         # The standardised, pooled head folded into D's last layer: D's own logit has its loss.
         rng = torch.Generator().manual_seed(0)
-        gan.sample(160, rng)  # the fakes it was fitted on; the validation fakes come next
+        gan.sample(max(160, gan.config.refit_min_fakes), rng)  # the fakes it was fitted on; the validation fakes come next
         logits = refitted.logits(torch.cat([held_out[:40], gan.sample(40, rng)]))
         loss = log_loss(np.r_[np.ones(40), np.zeros(40)], torch.sigmoid(logits.double()).numpy())
         assert 0.05 < best and loss == pytest.approx(best, abs=2e-4)
@@ -801,6 +801,22 @@ def test_every_fitted_head_scores_as_d_does_once_folded():
         folded = copy.deepcopy(gan)
         fold_last_layer_head(folded, head)
         assert torch.allclose(folded.logits(images).double(), all_at_once[:, k], atol=1e-3)  # D runs in float32
+
+
+def test_heads_fitted_on_extra_fakes_still_estimate_the_ratio():
+    """With fewer held-out reals than ``refit_min_fakes``, the heads see more fakes than reals; the
+    bias takes that imbalance off, so where real and fake come from one distribution the logit is
+    near log 1 = 0, not log(160 / 1,600) = −2.3."""
+    from core.drs_calibration import LAST_LAYER_PENALTIES, fit_last_layer_heads, head_logits, last_feature_maps
+
+    torch.manual_seed(0)
+    gan = models.build("gan", {"width": 8, "nz": 8, "refit_min_fakes": 1600})
+    held_out = gan.sample(200, torch.Generator().manual_seed(99))  # G's own images: the ratio is 1
+    heads = fit_last_layer_heads(gan, held_out)
+    images = gan.sample(500, torch.Generator().manual_seed(5))
+    strongest_penalty = heads[1, min(LAST_LAYER_PENALTIES)]  # weights near 0: the logit is the bias
+    logits = head_logits([strongest_penalty], last_feature_maps(gan, images))[:, 0]
+    assert abs(float(logits.mean())) < 0.2
 
 
 def test_validation_fds_score_several_estimates_over_one_pool():
