@@ -13,6 +13,7 @@ sampling rule; ``calibrated`` records whether D has been.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,10 @@ class GANConfig:
     # change −8.5% in the probe's features against −10.7% with 3,200; docs/drs.md). Fakes cost
     # nothing, and the classes' imbalance moves only the head's bias, which is corrected for.
     refit_min_fakes: int = 3_200
+    # Fields added after checkpoints were shipped, with the value those checkpoints were trained
+    # with (checkpoint.build_model fills in these and nothing else): before the floor, the heads
+    # were fitted on as many fakes as real images.
+    ADDED_FIELDS: ClassVar[dict[str, object]] = {"refit_min_fakes": 0}
     validation_samples: int = 5_000  # accepted samples per validation FD, from a pool 30× as large
 
 
