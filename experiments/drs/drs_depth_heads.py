@@ -29,11 +29,8 @@ for choosing.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +39,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, like the CLI
-from core import data, drs, fidelity, pretrained  # noqa: E402
+from core import drs  # noqa: E402
 from core.drs_calibration import LAST_LAYER_PENALTIES  # noqa: E402
-from core.splits import held_out_images  # noqa: E402
+from experiments.drs.selection_map import arguments, emitter, fd_table, map_row, shipped_gan_and_images, study_fields  # noqa: E402
 
-SAMPLES = 5_000  # accepted samples per FD, as the shipped calibration's validation_samples
-POOL = drs.VALIDATION_POOL_FACTOR * SAMPLES
 SEED = 0
 FAKE_MULTIPLES = (1, 10)
 ACTIVATIONS = (1, 4, 7)  # the indices of D's LeakyReLUs in ``Discriminator.body``
@@ -113,74 +108,24 @@ def head_scores(gan, heads: dict, keys: list, images: torch.Tensor) -> torch.Ten
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mnist", choices=data.DATASETS)
-    parser.add_argument("--output", type=Path, help="append the rows to this JSON-lines file too")
-    args = parser.parse_args()
-    began = time.perf_counter()
-
-    def emit(row: dict) -> None:
-        row = {"dataset": args.dataset, "selection": "vae", **row, "seconds": round(time.perf_counter() - began, 1)}
-        print(json.dumps(row), flush=True)
-        if args.output:
-            with args.output.open("a") as file:
-                file.write(json.dumps(row) + "\n")
-
-    gan, _ = pretrained.load("gan", args.dataset)
-    train_images = data.load(args.dataset, "train").images
-    test_images = data.load(args.dataset, "test").images
-    held_out = held_out_images(gan, train_images)
-    gan_training_images = train_images[: len(train_images) - len(held_out)]
+    args = arguments(__doc__, "mnist")
+    emit = emitter(args.dataset, args.output)
+    gan, held_out, gan_training_images, test_images = shipped_gan_and_images(args.dataset)
     heads = fit_heads(gan, held_out)
     keys = list(heads)
+    plain, table = fd_table(gan, args.dataset, lambda images: head_scores(gan, heads, keys, images),
+                            gan_training_images, test_images, seed=SEED)
 
-    reported = {"yardstick": fidelity.Yardstick.shipped(args.dataset), **drs.independent_spaces(args.dataset, test_images)}
-    vae_features = drs.selection_features(args.dataset)
-    vae_reference = fidelity.feature_statistics(vae_features(gan_training_images))  # never the test set
-
-    # One pool, scored once by every head and embedded once in every space.
-    generator = torch.Generator().manual_seed(drs.VALIDATION_STREAM + SEED)
-    max_logits = head_scores(gan, heads, keys, gan.sample(drs.BURN_IN_SAMPLES, generator)).max(dim=0).values.tolist()
-    batches = []  # (scores, {space: features}, uniforms)
-    for start in tqdm(range(0, POOL, 1000), desc="pool", unit="batch"):
-        images = gan.sample(1000, generator)
-        with torch.no_grad():
-            embedded = {name: space.features(images) for name, space in reported.items()}
-            embedded["selection"] = vae_features(images)
-        batches.append((head_scores(gan, heads, keys, images), embedded,
-                        torch.rand(1000, generator=generator, dtype=torch.float64)))
-
-    def fd(name: str, features: torch.Tensor) -> float:
-        stats = fidelity.feature_statistics(features[:SAMPLES])
-        return fidelity.frechet_distance(stats, vae_reference if name == "selection" else reported[name].reference)
-
-    spaces = [*reported, "selection"]
-    plain = {name: fd(name, torch.cat([embedded[name] for _, embedded, _ in batches[: SAMPLES // 1000]]))
-             for name in spaces}  # the pool's first SAMPLES: the GAN without DRS
-    table = {}  # (head key, percentile) -> {space: FD of its first SAMPLES accepted}
-    for k, key in enumerate(tqdm(keys, desc="heads")):
-        for p in drs.VALIDATION_PERCENTILES:
-            batch_max, kept = max_logits[k], {name: [] for name in spaces}
-            for batch_scores, embedded, uniforms in batches:
-                accepted, batch_max = drs.accept_batch(batch_scores[:, k], batch_max, p, uniforms)
-                for name in spaces:
-                    kept[name].append(embedded[name][accepted])
-            kept = {name: torch.cat(parts) for name, parts in kept.items()}
-            if len(kept["selection"]) < SAMPLES:
-                continue
-            table[key, p] = {name: fd(name, kept[name]) for name in spaces}
-
-    def label(key: tuple, p: float) -> str:
-        name, multiple, c = key
+    def label(k: int, p: float) -> str:
+        name, multiple, c = keys[k]
         return f"{name} fakes×{multiple} C={c:g} p={p:g}"
 
-    emit({"row": "map", "samples": SAMPLES, "pool": POOL, "plain_fd": plain,
-          "fd_change": {label(key, p): {name: round(fds[name] / plain[name] - 1, 4) for name in spaces}
-                        for (key, p), fds in table.items()}})
+    emit(map_row(plain, table, label))
 
-    key, percentile = min(table, key=lambda point: table[point]["selection"])
-    emit({"row": "choice", "head": label(key, percentile), "feature_set": key[0], "fake_multiple": key[1],
-          "penalty_c": key[2], "gamma_percentile": percentile, "selection_fd": table[key, percentile]["selection"],
+    k, percentile = min(table, key=lambda point: table[point]["selection"])
+    key = keys[k]
+    emit({"row": "choice", "head": label(k, percentile), "feature_set": key[0], "fake_multiple": key[1],
+          "penalty_c": key[2], "gamma_percentile": percentile, "selection_fd": table[k, percentile]["selection"],
           "selection_fd_plain": plain["selection"]})
 
     # The same G and D body, D's logit read by the chosen head (an experiment's stand-in for a D
@@ -188,13 +133,7 @@ def main() -> None:
     refitted = copy.deepcopy(gan)
     refitted.logits = lambda images, batch_size=1000: head_scores(refitted, heads, [key], images)[:, 0]
     result = drs.study(args.dataset, model=refitted, percentile=percentile, progress=True)
-    emit({"row": "study", "head": label(key, percentile), "gamma_percentile": percentile,
-          "fd_change_median": result["fd_change_median"], "fd_change_by_draw": result["fd_change_by_draw"],
-          "acceptance_rate": result["acceptance_rate"],
-          "independent": {name: {"fd_change_median": r["fd_change_median"], "fd_change_by_draw": r["fd_change_by_draw"]}
-                          for name, r in result["independent"].items()},
-          "precision_recall": {k: v for k, v in result["independent"][drs.PRECISION_RECALL_SPACE].items()
-                               if k.startswith(("precision", "recall"))}})
+    emit({"row": "study", "head": label(k, percentile), "gamma_percentile": percentile, **study_fields(result)})
 
 
 if __name__ == "__main__":
