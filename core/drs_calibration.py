@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +144,21 @@ def last_feature_maps(gan: GAN, images: torch.Tensor) -> torch.Tensor:
                           for i in range(0, len(images), 1000)]).double()
 
 
+class HeadFitSizes(NamedTuple):
+    """How many images each of D's last-layer heads is fitted and validated on."""
+
+    validation: int  # held-out real images, scored against as many fresh fakes
+    real: int  # the rest of the held-out images
+    fakes: int  # as many as ``real``, or the GAN's ``refit_min_fakes`` where that is more
+
+
+def head_fit_sizes(held_out: int, refit_min_fakes: int) -> HeadFitSizes:
+    """The split ``fit_last_layer_heads`` makes of ``held_out`` images: a fifth validates."""
+    validation = held_out // 5
+    real = held_out - validation
+    return HeadFitSizes(validation, real, max(real, refit_min_fakes))
+
+
 def fit_last_layer_heads(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
                          grids: tuple[int, ...] | None = None) -> dict[tuple[int, float], LastLayerHead]:
     """Every head ``calibrate_last_layer`` chooses from, fitted: {(grid, C): head}."""
@@ -152,9 +168,8 @@ def fit_last_layer_heads(gan: GAN, held_out: torch.Tensor, *, seed: int = 0,
     from sklearn.preprocessing import StandardScaler
 
     rng = torch.Generator().manual_seed(seed)
-    n_val = len(held_out) // 5
+    n_val, _, n_fakes = head_fit_sizes(len(held_out), gan.config.refit_min_fakes)
     val_real, fit_real = held_out[:n_val], held_out[n_val:]
-    n_fakes = max(len(fit_real), gan.config.refit_min_fakes)
     maps_fit = torch.cat([last_feature_maps(gan, fit_real), last_feature_maps(gan, gan.sample(n_fakes, rng))])
     maps_val = torch.cat([last_feature_maps(gan, val_real), last_feature_maps(gan, gan.sample(n_val, rng))])
     y_fit, y_val = np.r_[np.ones(len(fit_real)), np.zeros(n_fakes)], np.r_[np.ones(n_val), np.zeros(n_val)]

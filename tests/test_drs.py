@@ -346,6 +346,9 @@ def test_drs_page_rethresholds_the_same_draw():
     refit = pretrained.find("gan", "mnist")["curve"][-1]["last_layer"]
     grid = refit["pooled_grid"]
     assert any(f"pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g}" in c.value for c in at.caption)
+    # MNIST's GAN holds out 400 of its 4,000 training images; its heads saw ten times as many fakes.
+    assert any("fitted on 320 held-out real images against 3,200 fakes, and validated on 80 more against as many"
+               in c.value for c in at.caption)
     # How γ's percentile was chosen (on training images), with the FD curves behind the choice.
     chosen = pretrained.find("gan", "mnist")["metrics"]["gamma_percentile"]
     assert any(md.value.startswith(f"**How γ was set.** The {chosen:g}th percentile, chosen on the GAN's own training")

@@ -2,7 +2,7 @@ import streamlit as st
 import torch
 
 from app import state
-from core import drs, figures, images, pretrained
+from core import drs, drs_calibration, figures, images, pretrained, splits
 
 name = state.dataset()
 st.title("Discriminator Rejection Sampling")
@@ -15,7 +15,7 @@ if entry is None:
     st.info(f"No GAN is shipped for {name} yet. Train one with `python -m core train gan --dataset {name}`, "
             f"then `python -m core ship gan --dataset {name}`.")
     st.stop()
-state.model_or_stop("gan", name)
+gan, _ = state.model_or_stop("gan", name)
 
 m = entry["metrics"]
 st.subheader("Measured on the shipped GAN")
@@ -36,9 +36,13 @@ if refit:
     chosen_by = ("by the FD of DRS's accepted samples against the GAN's own training images in the VAE's "
                  "features, together with γ's percentile" if refit.get("chosen_by") == "validation_fd"
                  else "by validation log loss")
+    held_out = splits.held_out_count(gan, len(state.dataset_or_stop(name, "train")))
+    sizes = drs_calibration.head_fit_sizes(held_out, gan.config.refit_min_fakes)
     calibration += (f"; then its last layer was refitted on the same split, a logistic regression on its "
                     f"last feature map pooled to {grid}×{grid}, with penalty C = {refit['penalty_c']:g} "
-                    f"(both chosen {chosen_by}{f'; {grid}×{grid} is the whole map' if whole else ''})")
+                    f"(both chosen {chosen_by}{f'; {grid}×{grid} is the whole map' if whole else ''}). "
+                    f"Each head was fitted on {sizes.real:,} held-out real images against {sizes.fakes:,} "
+                    f"fakes, and validated on {sizes.validation:,} more against as many")
 st.caption(calibration + ".")
 validation = m.get("gamma_percentile_validation")
 if validation:
