@@ -322,7 +322,8 @@ def test_record_needs_the_full_measurement():
 def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
     """docs/reproductions.md's SwAV table: the shipped rows from the manifest, the recipe's from
     experiments/swav/official-recipe.json, the deeper networks' from deeper-network.json and
-    top-stages-2.json."""
+    top-stages-2.json, the wider one's from wider-network.json (and its longer run's standard
+    read-outs in the prose)."""
     import json
 
     from core.paths import ROOT
@@ -347,6 +348,20 @@ def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
     stages = json.loads((ROOT / "experiments" / "swav" / "top-stages-2.json").read_text())["entries"]["fashion-mnist"]
     assert stages["config"]["top_stages"] == 2 and "--set top_stages=2" in stages["command"]
     assert f"| Fashion-MNIST | shipped recipe, 26 px receptive field, {stages['epochs']} epochs {row(stages['metrics'])}" in doc
+    wider = json.loads((ROOT / "experiments" / "swav" / "wider-network.json").read_text())
+    nine = wider["entries"]["fashion-mnist"]
+    assert nine["config"]["width"] == 64 and "--set width=64" in nine["command"]
+    assert f"| Fashion-MNIST | shipped recipe, twice the width, {nine['epochs']} epochs {row(nine['metrics'])}" in doc
+    longer = wider["longer"]
+    assert longer["epoch"] == 15 and longer["width"] == 64 and not longer["batchnorm_recalibrated"]
+    assert f"continued to {longer['epoch']} epochs" in doc
+    assert (f"standard_readouts.py`): pooled {longer['knn_accuracy_pooled']:.3f}, "
+            f"projection {longer['knn_accuracy_projection']:.3f}") in doc
+    batchnorm = json.loads((ROOT / "experiments" / "swav" / "batchnorm-recalibration.json").read_text())
+    before, after = batchnorm["as_shipped"], batchnorm["recalibrated"]
+    assert before["knn_accuracy_pooled"] == pretrained.find("swav", "fashion-mnist")["metrics"]["knn_accuracy_pooled"]
+    assert (f"pooled read-out from {before['knn_accuracy_pooled']:.3f} to {after['knn_accuracy_pooled']:.3f} and its "
+            f"projection from {before['knn_accuracy_projection']:.3f} to {after['knn_accuracy_projection']:.3f}") in doc
 
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
