@@ -61,8 +61,8 @@ def test_a_checkpoint_without_every_config_field_is_refused(tmp_path):
 
 
 def test_a_field_added_later_is_filled_in_with_the_value_older_networks_had(tmp_path):
-    """SwAV's top_stages came after its checkpoints shipped: one saved without it is the one-stage
-    network it was trained as. Any other missing field is still refused."""
+    """SwAV's top_stages and coarse_stages came after its checkpoints shipped: one saved without them
+    is the network it was trained as. Any other missing field is still refused."""
     import torch
 
     from core import models
@@ -72,7 +72,9 @@ def test_a_field_added_later_is_filled_in_with_the_value_older_networks_had(tmp_
                                                              "prototypes": 5}), dataset="mnist", step=1, epoch=1)
     payload = checkpoint.read(tmp_path / "s.pt")
     payload["config"].pop("top_stages")
-    assert checkpoint.build_model(payload).config.top_stages == 1
+    payload["config"].pop("coarse_stages")
+    config = checkpoint.build_model(payload).config
+    assert (config.top_stages, config.coarse_stages) == (1, 0)
     payload["config"].pop("width")
     with pytest.raises(checkpoint.CheckpointError, match=r"without config field\(s\) \['width'\]"):
         checkpoint.build_model(payload)

@@ -74,6 +74,8 @@ def test_a_bad_config_is_refused():
         models.build("swav", {"global_crops": 3})
     with pytest.raises(ValueError, match="top_stages must be at least 1"):
         models.build("swav", {"top_stages": 0})
+    with pytest.raises(ValueError, match="coarse_stages must be at least 0"):
+        models.build("swav", {"coarse_stages": -1})
 
 
 def test_top_stages_deepen_the_trunk_and_keep_its_outputs():
@@ -86,6 +88,21 @@ def test_top_stages_deepen_the_trunk_and_keep_its_outputs():
     deep.eval()
     assert deep.feature_map(x, 7).shape == shallow.eval().feature_map(x, 7).shape
     assert deep(x).shape == (4, TINY["prototypes"])
+
+
+def test_coarse_stages_halve_the_map_and_its_read_out_grids():
+    """Coarse stages end the trunk on a 4×4 map of as many channels: the pooled and 2×2 codes keep
+    their sizes, the unpooled map has 16 cells, and the read-out is chosen among grids that fit."""
+    model = tiny(coarse_stages=2).eval()
+    x = torch.rand(6, 1, 28, 28)
+    assert model.map_size == 4 and tiny().map_size == 7
+    assert model.feature_map(x).shape == (6, 16 * 4 * TINY["width"])
+    assert model.feature_map(x, 1).shape == (6, 4 * TINY["width"])
+    assert model.encode(x).shape == (6, 16 * TINY["width"])
+    assert model(torch.rand(6, 1, 14, 14)).shape == (6, TINY["prototypes"])  # a local crop still fits
+    images, labels = torch.rand(60, 1, 28, 28), torch.arange(60) % 3
+    grid, validation = model.choose_readout(images, labels)
+    assert set(validation) == {"1", "2", "4"} and grid in (1, 2, 4)
 
 
 def step(model: SwAV, epoch: int) -> dict:

@@ -45,9 +45,13 @@ class SwAVConfig:
     # field by 8 px of the image (18 px with one stage, 26 with two): a 28 px image needs more
     # than 18 to relate its parts, and this is the network's depth knob.
     top_stages: int = 1
+    # 3×3 stages at 4·width channels after those, the first with stride 2 (7×7 → 4×4 for a 28 px
+    # image). Each adds 8 px and then 16 px to the receptive field: two give every feature the
+    # whole image (42 px), which a global pool over local 18 px features never has.
+    coarse_stages: int = 0
     # Fields added after checkpoints were shipped, with the value those checkpoints were trained
     # with (not a guess at a default): checkpoint.build_model fills in these and nothing else.
-    ADDED_FIELDS: ClassVar[dict[str, object]] = {"top_stages": 1}
+    ADDED_FIELDS: ClassVar[dict[str, object]] = {"top_stages": 1, "coarse_stages": 0}
     hidden_dim: int = 256  # projection head's hidden layer
     proj_dim: int = 64  # the space prototypes live in
     prototypes: int = 50  # K: several per class, as the paper uses more prototypes than classes
@@ -74,10 +78,13 @@ class SwAVConfig:
             raise ValueError("SwAV swaps the codes of exactly 2 global crops")
         if self.top_stages < 1:
             raise ValueError(f"top_stages must be at least 1, got {self.top_stages}")
+        if self.coarse_stages < 0:
+            raise ValueError(f"coarse_stages must be at least 0, got {self.coarse_stages}")
 
 
-def conv_stage(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
-    layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+def conv_stage(c_in: int, c_out: int, pool: bool, stride: int = 1) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
+              nn.ReLU()]
     return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
 
 
@@ -160,6 +167,8 @@ class SwAV(nn.Module):
             conv_stage(w, 2 * w, pool=True),  # (B, 2w, 7, 7)
             conv_stage(2 * w, 4 * w, pool=False),
             *(conv_stage(4 * w, 4 * w, pool=False) for _ in range(config.top_stages - 1)),
+            *(conv_stage(4 * w, 4 * w, pool=False, stride=2 if i == 0 else 1)
+              for i in range(config.coarse_stages)),  # (B, 4w, 4, 4)
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w): any crop size gives one vector
         )
         self.features_dim = 4 * w
@@ -253,11 +262,18 @@ class SwAV(nn.Module):
                 "empty_clusters": int((counts == 0).sum())}
 
     # --- inference ---
+    @property
+    def map_size(self) -> int:
+        """Side of the encoder's last feature map for a 28 px image: 7, or 4 after coarse stages."""
+        return 4 if self.config.coarse_stages else 7
+
     @inference
-    def feature_map(self, x: Tensor, grid: int = 7, batch_size: int = 2000) -> Tensor:
-        """The encoder's last feature map (4·width channels, 7×7 for a 28-px image), average-pooled
-        to ``grid``×``grid`` and flattened: (N, 4·width·grid²). ``grid`` 1 is the globally pooled
-        vector the projection head sees; larger grids keep where in the image a feature fired."""
+    def feature_map(self, x: Tensor, grid: int | None = None, batch_size: int = 2000) -> Tensor:
+        """The encoder's last feature map (4·width channels, ``map_size``² positions), average-pooled
+        to ``grid``×``grid`` (None: unpooled) and flattened: (N, 4·width·grid²). ``grid`` 1 is the
+        globally pooled vector the projection head sees; larger grids keep where in the image a
+        feature fired."""
+        grid = grid or self.map_size
         trunk = self.encoder[:-2]  # everything before the global average pool
         return torch.cat([F.adaptive_avg_pool2d(trunk(x[i : i + batch_size].to(self.device)), grid)
                           .flatten(1).cpu() for i in range(0, len(x), batch_size)])
@@ -343,10 +359,11 @@ class SwAV(nn.Module):
         n_val = max(1, int(len(images) * VALIDATION_SHARE))
         base, query = slice(0, len(images) - n_val), slice(len(images) - n_val, len(images))
         validation = {}
-        for grid in READOUT_GRIDS:
+        grids = [g for g in READOUT_GRIDS if g <= self.map_size]  # a larger grid only repeats cells
+        for grid in grids:
             z = self.feature_map(images, grid)
             validation[str(grid)] = cosine_knn_accuracy(z[base], labels[base], z[query], labels[query])
-        best = max(READOUT_GRIDS, key=lambda g: validation[str(g)])  # ties go to the smaller grid
+        best = max(grids, key=lambda g: validation[str(g)])  # ties go to the smaller grid
         return best, validation
 
 
