@@ -10,7 +10,7 @@ folder, so that a mistake costs seconds of the lease, not all of it.
     python experiments/gpu_runs.py OUT --seconds 540 \\
         "exemplar_vae --dataset fashion-mnist --epochs 2000" \\
         "vae --dataset fashion-mnist --epochs 2000" \\
-        "swav --dataset fashion-mnist --epochs 1000 --set top_stages=2"
+        "swav --dataset fashion-mnist --epochs 1000 --set coarse_stages=2"
 
 OUT receives each run's checkpoint as MODEL-DATASET.pt and summary.json (epochs reached, seconds,
 the sha256 of core/ that ran, as the checkout that travels may carry a stale .git). Ship them from

@@ -381,6 +381,31 @@ def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
             f"projection from {before['knn_accuracy_projection']:.3f} to {after['knn_accuracy_projection']:.3f}") in doc
 
 
+def test_docs_quote_the_supervised_ceiling_and_the_coarse_network():
+    """docs/reproductions.md's SwAV paragraph on what the network can reach with labels
+    (experiments/swav/supervised-ceiling.json) and on SwAV with coarse stages (coarse-network.json)."""
+    import json
+
+    from core.paths import ROOT
+
+    doc = " ".join((ROOT / "docs" / "reproductions.md").read_text().split())  # prose wraps anywhere
+    runs = json.loads((ROOT / "experiments" / "swav" / "supervised-ceiling.json").read_text())["runs"]
+    shipped = next(r for r in runs if r["config"] == {} and r["epochs"] == 10)
+    coarse = next(r for r in runs if r["config"] == {"coarse_stages": 2})
+    assert shipped["map_size"] == 7 and coarse["map_size"] == 4 and coarse["epochs"] == 10
+    assert (f"after 10 epochs the shipped network gives {shipped['knn_accuracy_pooled']:.3f} pooled and "
+            f"{shipped['knn_accuracy_unpooled']:.3f} on its unpooled 7×7 map") in doc
+    assert (f"With labels it reaches {coarse['knn_accuracy_pooled']:.3f} pooled and "
+            f"{coarse['knn_accuracy_unpooled']:.3f} unpooled") in doc
+    ran = json.loads((ROOT / "experiments" / "swav" / "coarse-network.json").read_text())
+    assert ran["config"]["coarse_stages"] == 2 and "--set coarse_stages=2" in ran["command"]
+    nine, fifteen = ran["readouts"]["9"], ran["readouts"]["15"]
+    assert (nine["epoch"], fifteen["epoch"], fifteen["coarse_stages"]) == (9, 15, 2)
+    assert (f"pooled {nine['knn_accuracy_pooled']:.3f} and projection {nine['knn_accuracy_projection']:.3f} "
+            f"after 9 epochs") in doc
+    assert (f"{fifteen['knn_accuracy_pooled']:.3f} and {fifteen['knn_accuracy_projection']:.3f} after 15") in doc
+
+
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
     """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
     inputs to the weights and hand back CPU tensors; crops are drawn from the CPU's RNG whatever

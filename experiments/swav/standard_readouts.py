@@ -55,6 +55,7 @@ def main() -> None:
         "epoch": payload.get("epoch"),
         "width": model.config.width,
         "top_stages": model.config.top_stages,
+        "coarse_stages": model.config.coarse_stages,
         "batchnorm_recalibrated": args.recalibrate_batchnorm,
         "knn_accuracy_pooled": cosine_knn_accuracy(model.feature_map(train.images, 1), train.labels,
                                                    model.feature_map(test.images, 1), test.labels),
