@@ -406,6 +406,11 @@ def test_docs_quote_the_supervised_ceiling_and_the_coarse_network():
     assert (f"pooled {nine['knn_accuracy_pooled']:.3f} and projection {nine['knn_accuracy_projection']:.3f} "
             f"after 9 epochs") in doc
     assert (f"{fifteen['knn_accuracy_pooled']:.3f} and {fifteen['knn_accuracy_projection']:.3f} after 15") in doc
+    alone = ran["without_local_crops"]
+    assert alone["config"]["local_crops"] == 0 and "--set local_crops=0" in alone["command"]
+    assert (f"(`--set local_crops=0`, 20 minutes for 9 epochs) it scores pooled "
+            f"{alone['readouts']['9']['knn_accuracy_pooled']:.3f} and projection "
+            f"{alone['readouts']['9']['knn_accuracy_projection']:.3f}") in doc
 
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
