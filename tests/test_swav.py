@@ -383,7 +383,8 @@ def test_docs_quote_the_official_recipe_runs_beside_the_shipped_swavs():
 
 def test_docs_quote_the_supervised_ceiling_and_the_coarse_network():
     """docs/reproductions.md's SwAV paragraph on what the network can reach with labels
-    (experiments/swav/supervised-ceiling.json) and on SwAV with coarse stages (coarse-network.json)."""
+    (experiments/swav/supervised-ceiling.json) and on SwAV with coarse stages (coarse-network.json),
+    and the README's swav line."""
     import json
 
     from core.paths import ROOT
@@ -395,6 +396,10 @@ def test_docs_quote_the_supervised_ceiling_and_the_coarse_network():
     assert shipped["map_size"] == 7 and coarse["map_size"] == 4 and coarse["epochs"] == 10
     assert (f"after 10 epochs the shipped network gives {shipped['knn_accuracy_pooled']:.3f} pooled and "
             f"{shipped['knn_accuracy_unpooled']:.3f} on its unpooled 7×7 map") in doc
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    pooled = pretrained.find("swav", "fashion-mnist")["metrics"]["knn_accuracy_pooled"]
+    assert (f"pooled {pooled:.3f}, barely above pixels ({shipped['knn_accuracy_pooled']:.3f} when the same "
+            f"network is trained with labels)") in readme
     deeper = next(r for r in runs if r["config"] == {"top_stages": 2})
     assert (f"With labels it reaches {coarse['knn_accuracy_pooled']:.3f} pooled and "
             f"{coarse['knn_accuracy_unpooled']:.3f} unpooled (one more stage on the 7×7 map, `top_stages=2`: "
