@@ -1,8 +1,8 @@
 """The standard read-outs of a SwAV checkpoint, without the whole ship measurement: 20-NN accuracy on
 Fashion-MNIST's test images of the globally pooled backbone and of the projection, with the same
-weighted vote as ``SwAV.measure``. The ship step also chooses and scores the 7×7 read-out and its
-untrained control, which took the wide network half an hour on two cores shared with its training
-run; this takes minutes.
+weighted vote as ``SwAV.measure``. The ship step also chooses and scores the app's read-out (the
+unpooled map or a grid) and its untrained control, which took the wide network half an hour on two
+cores shared with its training run; this takes minutes.
 
     python experiments/swav/standard_readouts.py runs/swav-fashion-mnist/checkpoint.pt
 
