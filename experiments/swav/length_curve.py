@@ -1,0 +1,92 @@
+"""Does SwAV keep learning at lengths two CPU cores can reach? One run, trained in ``--resume``
+pieces up to each milestone epoch and read out after each: 20-NN accuracy on the test images of
+the globally pooled backbone (the standard protocol), of the unpooled last feature map, and of the
+projection; NMI, ARI and the largest cluster's share of the prototype clusters. One JSON line per
+milestone goes to ``--out``; milestones already there are skipped, so a stopped curve goes on
+where it stopped (the run itself goes on from its last whole epoch).
+
+    LATENT_LAB_RUNS=/tmp/swav-long python experiments/swav/length_curve.py \\
+        --milestones 9,20,30,40,60,80,100 --set top_stages=2 --out experiments/swav/length-curve.jsonl
+
+Each piece is ``python -m core train swav ...`` exactly as a person would run it (``--resume`` from
+the second on), so a run in pieces is the same run as one in one go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from core import checkpoint, data  # noqa: E402
+from core.__main__ import setting  # noqa: E402  (the CLI's own KEY=VALUE reader for --set)
+from core.models.swav import cosine_knn_accuracy  # noqa: E402
+from core.paths import RUNS_DIR  # noqa: E402
+
+
+def read_out(path: Path, dataset: str) -> dict:
+    """The read-outs of the checkpoint at ``path`` (see the module docstring)."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    model, payload = checkpoint.load(path)
+    model.eval()
+    train, test = data.load(dataset, "train"), data.load(dataset, "test")
+
+    def knn(features) -> float:
+        return cosine_knn_accuracy(features(train.images), train.labels, features(test.images), test.labels)
+
+    cluster, _ = model.assign(test.images)
+    counts = np.bincount(cluster.numpy(), minlength=model.config.prototypes)
+    last = (payload.get("history") or [{}])[-1]  # a shipped file keeps no training state
+    return {
+        "epoch": payload.get("epoch"), "steps": payload.get("step"), "train_seconds": payload.get("seconds"),
+        "train_loss": last.get("train_loss"), "commit": payload.get("commit"),
+        "knn_accuracy_pooled": knn(lambda x: model.feature_map(x, 1)),
+        "knn_accuracy_unpooled": knn(lambda x: model.feature_map(x)),
+        "knn_accuracy_projection": knn(model.embed),
+        "nmi": float(normalized_mutual_info_score(test.labels.numpy(), cluster.numpy())),
+        "ari": float(adjusted_rand_score(test.labels.numpy(), cluster.numpy())),
+        "largest_cluster_share": float(counts.max() / counts.sum()),
+        "empty_clusters": int((counts == 0).sum()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--milestones", required=True, type=lambda s: sorted({int(e) for e in s.split(",")}),
+                        help="epochs to read the run out at, comma-separated")
+    parser.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per milestone")
+    args = parser.parse_args()
+    done = set()
+    if args.out.exists():
+        done = {json.loads(line)["epoch"] for line in args.out.read_text().splitlines() if line.strip()}
+    run = RUNS_DIR / f"swav-{args.dataset}" / "checkpoint.pt"
+    settings = [f"--set={key}={value}" for key, value in args.set]
+    for epoch in args.milestones:
+        if epoch in done:
+            continue
+        command = [sys.executable, "-m", "core", "train", "swav", "--dataset", args.dataset,
+                   "--epochs", str(epoch), "--quiet", *settings, *(["--resume"] if run.exists() else [])]
+        began = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True, env=os.environ)
+        print(f"epoch {epoch}: trained in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        record = {**read_out(run, args.dataset), "dataset": args.dataset,
+                  "settings": dict(args.set), "command": " ".join(command[1:])}
+        with args.out.open("a") as out:
+            out.write(json.dumps(record) + "\n")
+        print(json.dumps(record), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
