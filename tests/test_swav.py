@@ -418,6 +418,27 @@ def test_docs_quote_the_supervised_ceiling_and_the_coarse_network():
             f"{alone['readouts']['9']['knn_accuracy_projection']:.3f}") in doc
 
 
+def test_docs_quote_every_point_of_the_length_curve():
+    """docs/reproductions.md's table of one long SwAV run, read out at milestone epochs
+    (experiments/swav/length-curve.jsonl, written by experiments/swav/length_curve.py): one row
+    per recorded milestone, every figure as recorded, all from one run of one config."""
+    import json
+
+    from core.paths import ROOT
+
+    doc = (ROOT / "docs" / "reproductions.md").read_text()
+    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
+    points = [json.loads(line) for line in lines if line.strip()]
+    assert [p["epoch"] for p in points] == sorted({p["epoch"] for p in points}) and len(points) >= 2
+    assert {json.dumps(p["settings"]) for p in points} == {json.dumps({"top_stages": 2})}
+    assert all(p["commit"] == points[0]["commit"] and "+dirty" not in p["commit"] for p in points)
+    for p in points:
+        assert f"--epochs {p['epoch']} " in p["command"] and p["command"].startswith("python -m core train swav")
+        assert (f"| {p['epoch']} | {p['steps']:,} | {p['knn_accuracy_pooled']:.3f} | "
+                f"{p['knn_accuracy_unpooled']:.3f} | {p['knn_accuracy_projection']:.3f} | {p['nmi']:.3f} | "
+                f"{p['ari']:.3f} |") in doc
+
+
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
     """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
     inputs to the weights and hand back CPU tensors; crops are drawn from the CPU's RNG whatever

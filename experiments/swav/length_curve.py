@@ -6,7 +6,7 @@ milestone goes to ``--out``; milestones already there are skipped, so a stopped 
 where it stopped (the run itself goes on from its last whole epoch).
 
     LATENT_LAB_RUNS=/tmp/swav-long python experiments/swav/length_curve.py \\
-        --milestones 9,20,30,40,60,80,100 --set top_stages=2 --out experiments/swav/length-curve.jsonl
+        --milestones 9,20,30,45,60,80,100,130,160,200 --set top_stages=2 --out experiments/swav/length-curve.jsonl
 
 Each piece is ``python -m core train swav ...`` exactly as a person would run it (``--resume`` from
 the second on), so a run in pieces is the same run as one in one go.
@@ -50,6 +50,7 @@ def read_out(path: Path, dataset: str) -> dict:
     return {
         "epoch": payload.get("epoch"), "steps": payload.get("step"), "train_seconds": payload.get("seconds"),
         "train_loss": last.get("train_loss"), "commit": payload.get("commit"),
+        "trained_with": payload.get("trained_with"),  # the arithmetic: kernels, threads, device
         "knn_accuracy_pooled": knn(lambda x: model.feature_map(x, 1)),
         "knn_accuracy_unpooled": knn(lambda x: model.feature_map(x)),
         "knn_accuracy_projection": knn(model.embed),
@@ -82,7 +83,7 @@ def main() -> None:
         subprocess.run(command, cwd=ROOT, check=True, env=os.environ)
         print(f"epoch {epoch}: trained in {time.perf_counter() - began:.0f} s", file=sys.stderr)
         record = {**read_out(run, args.dataset), "dataset": args.dataset,
-                  "settings": dict(args.set), "command": " ".join(command[1:])}
+                  "settings": dict(args.set), "command": " ".join(["python", *command[1:]])}
         with args.out.open("a") as out:
             out.write(json.dumps(record) + "\n")
         print(json.dumps(record), file=sys.stderr)
