@@ -61,10 +61,21 @@ def read_out(path: Path, dataset: str) -> dict:
     }
 
 
+def epoch_list(text: str) -> list[int]:
+    """'9,20,30' -> [9, 20, 30], sorted and without repeats."""
+    try:
+        epochs = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs separated by commas, like 9,20,30; got {text!r}") from None
+    if epochs[0] < 1:
+        raise argparse.ArgumentTypeError(f"epochs start at 1, got {epochs[0]}")
+    return epochs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--milestones", required=True, type=lambda s: sorted({int(e) for e in s.split(",")}),
+    parser.add_argument("--milestones", required=True, type=epoch_list,
                         help="epochs to read the run out at, comma-separated")
     parser.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per milestone")
@@ -80,7 +91,8 @@ def main() -> None:
         command = [sys.executable, "-m", "core", "train", "swav", "--dataset", args.dataset,
                    "--epochs", str(epoch), "--quiet", *settings, *(["--resume"] if run.exists() else [])]
         began = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True, env=os.environ)
+        if subprocess.run(command, cwd=ROOT, env=os.environ).returncode:
+            sys.exit(f"training to epoch {epoch} stopped (its message is above); nothing recorded for it")
         print(f"epoch {epoch}: trained in {time.perf_counter() - began:.0f} s", file=sys.stderr)
         record = {**read_out(run, args.dataset), "dataset": args.dataset,
                   "settings": dict(args.set), "command": " ".join(["python", *command[1:]])}
