@@ -237,6 +237,27 @@ def test_measure_with_a_limit(tiny_run):
         assert (f"knn_accuracy_{other}" in m) == (other in shipped)
 
 
+def test_the_experiments_read_out_agrees_with_the_ship_measurement(tiny_run):
+    """experiments/swav/standard_readouts.py's read_out, which length_curve.py records at each
+    milestone, gives the figures the ship step's measure gives for the same checkpoint."""
+    import importlib.util
+
+    from core.paths import ROOT
+
+    spec = importlib.util.spec_from_file_location("standard_readouts", ROOT / "experiments" / "swav" / "standard_readouts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model, payload = checkpoint.load(tiny_run)
+    read = script.read_out(model, payload, "mnist")
+    measured = evaluate.measure(model, "mnist", progress=False)
+    assert read["epoch"] == 2 and read["steps"] == payload["step"] and read["train_loss"] == payload["history"][-1]["train_loss"]
+    for key in ("knn_accuracy_pooled", "knn_accuracy_projection", "nmi", "ari", "largest_cluster_share", "empty_clusters"):
+        assert read[key] == measured[key], key
+    if measured["knn_readout_grid"] == model.map_size:  # the ship step chose the unpooled map
+        assert read["knn_accuracy_unpooled"] == measured["knn_accuracy"]
+    assert 0.0 <= read["knn_accuracy_unpooled"] <= 1.0
+
+
 def test_clusters_page_renders_a_shipped_model(tiny_run, isolated_dirs):
     from streamlit.testing.v1 import AppTest
 

@@ -312,8 +312,6 @@ class SwAV(nn.Module):
         untrained network, pooled features, the projection, pixels) and the encoders in
         ``compare_with`` (``core.evaluate.measure`` passes the shipped VAEs); NMI, ARI and
         cluster sizes of the prototypes."""
-        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
         from core import data
 
         began = time.perf_counter()
@@ -338,17 +336,22 @@ class SwAV(nn.Module):
                   "knn_readout_grid": grid, "knn_readout_validation": validation}
         for key, (base, query) in tqdm(features.items(), desc="kNN", disable=not progress):
             result[key] = cosine_knn_accuracy(base, train.labels, query, labels)
-        cluster, _ = self.assign(images)
-        counts = np.bincount(cluster.numpy(), minlength=self.config.prototypes)
-        result.update(
-            nmi=float(normalized_mutual_info_score(labels.numpy(), cluster.numpy())),
-            ari=float(adjusted_rand_score(labels.numpy(), cluster.numpy())),
-            prototypes=self.config.prototypes,
-            largest_cluster_share=float(counts.max() / counts.sum()),
-            uniform_share=1.0 / self.config.prototypes,
-            empty_clusters=int((counts == 0).sum()),
-            seconds=round(time.perf_counter() - began, 1))
+        result.update(self.cluster_agreement(images, labels), prototypes=self.config.prototypes,
+                      uniform_share=1.0 / self.config.prototypes,
+                      seconds=round(time.perf_counter() - began, 1))
         return result
+
+    def cluster_agreement(self, images: Tensor, labels: Tensor) -> dict[str, float | int]:
+        """How the prototype clusters of ``images`` agree with their ``labels`` (NMI, ARI), and
+        their sizes: the largest cluster's share and how many prototypes no image chose."""
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+        cluster = self.assign(images)[0].numpy()
+        counts = np.bincount(cluster, minlength=self.config.prototypes)
+        return {"nmi": float(normalized_mutual_info_score(labels.numpy(), cluster)),
+                "ari": float(adjusted_rand_score(labels.numpy(), cluster)),
+                "largest_cluster_share": float(counts.max() / counts.sum()),
+                "empty_clusters": int((counts == 0).sum())}
 
     def choose_readout(self, images: Tensor, labels: Tensor) -> tuple[int, dict[str, float]]:
         """The pooling grid of the kNN read-out, chosen on the training images alone: the last

@@ -22,43 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core import checkpoint, data  # noqa: E402
+from core import checkpoint  # noqa: E402
 from core.__main__ import setting  # noqa: E402  (the CLI's own KEY=VALUE reader for --set)
-from core.models.swav import cosine_knn_accuracy  # noqa: E402
 from core.paths import RUNS_DIR  # noqa: E402
-
-
-def read_out(path: Path, dataset: str) -> dict:
-    """The read-outs of the checkpoint at ``path`` (see the module docstring)."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    model, payload = checkpoint.load(path)
-    model.eval()
-    train, test = data.load(dataset, "train"), data.load(dataset, "test")
-
-    def knn(features) -> float:
-        return cosine_knn_accuracy(features(train.images), train.labels, features(test.images), test.labels)
-
-    cluster, _ = model.assign(test.images)
-    counts = np.bincount(cluster.numpy(), minlength=model.config.prototypes)
-    last = (payload.get("history") or [{}])[-1]  # a shipped file keeps no training state
-    return {
-        "epoch": payload.get("epoch"), "steps": payload.get("step"), "train_seconds": payload.get("seconds"),
-        "train_loss": last.get("train_loss"), "commit": payload.get("commit"),
-        "trained_with": payload.get("trained_with"),  # the arithmetic: kernels, threads, device
-        "knn_accuracy_pooled": knn(lambda x: model.feature_map(x, 1)),
-        "knn_accuracy_unpooled": knn(lambda x: model.feature_map(x)),
-        "knn_accuracy_projection": knn(model.embed),
-        "nmi": float(normalized_mutual_info_score(test.labels.numpy(), cluster.numpy())),
-        "ari": float(adjusted_rand_score(test.labels.numpy(), cluster.numpy())),
-        "largest_cluster_share": float(counts.max() / counts.sum()),
-        "empty_clusters": int((counts == 0).sum()),
-    }
+from standard_readouts import read_out  # noqa: E402  (the script beside this one)
 
 
 def epoch_list(text: str) -> list[int]:
@@ -94,7 +64,7 @@ def main() -> None:
         if subprocess.run(command, cwd=ROOT, env=os.environ).returncode:
             sys.exit(f"training to epoch {epoch} stopped (its message is above); nothing recorded for it")
         print(f"epoch {epoch}: trained in {time.perf_counter() - began:.0f} s", file=sys.stderr)
-        record = {**read_out(run, args.dataset), "dataset": args.dataset,
+        record = {**read_out(*checkpoint.load(run), args.dataset), "dataset": args.dataset,
                   "settings": dict(args.set), "command": " ".join(["python", *command[1:]])}
         with args.out.open("a") as out:
             out.write(json.dumps(record) + "\n")

@@ -1,8 +1,9 @@
 """The standard read-outs of a SwAV checkpoint, without the whole ship measurement: 20-NN accuracy on
-Fashion-MNIST's test images of the globally pooled backbone and of the projection, with the same
-weighted vote as ``SwAV.measure``. The ship step also chooses and scores the app's read-out (the
-unpooled map or a grid) and its untrained control, which took the wide network half an hour on two
-cores shared with its training run; this takes minutes.
+Fashion-MNIST's test images of the globally pooled backbone, of the unpooled last feature map and
+of the projection, with the same weighted vote as ``SwAV.measure``; and how its prototype clusters
+agree with the labels. The ship step also chooses and scores the app's read-out grid and its
+untrained control, which took the wide network half an hour on two cores shared with its training
+run; this takes minutes.
 
     python experiments/swav/standard_readouts.py runs/swav-fashion-mnist/checkpoint.pt
 
@@ -27,6 +28,27 @@ from core import checkpoint, data  # noqa: E402
 from core.models.swav import SwAV, cosine_knn_accuracy  # noqa: E402
 
 
+def read_out(model: SwAV, payload: dict, dataset: str) -> dict:
+    """The read-outs of ``model`` (see the module docstring), with what its checkpoint ``payload``
+    says about the run: its epoch, steps, training time and loss, commit and arithmetic."""
+    model.eval()
+    train, test = data.load(dataset, "train"), data.load(dataset, "test")
+
+    def knn(features) -> float:
+        return cosine_knn_accuracy(features(train.images), train.labels, features(test.images), test.labels)
+
+    last = (payload.get("history") or [{}])[-1]  # a shipped file keeps no training state
+    return {
+        "epoch": payload.get("epoch"), "steps": payload.get("step"), "train_seconds": payload.get("seconds"),
+        "train_loss": last.get("train_loss"), "commit": payload.get("commit"),
+        "trained_with": payload.get("trained_with"),  # the arithmetic: kernels, threads, device
+        "knn_accuracy_pooled": knn(lambda x: model.feature_map(x, 1)),
+        "knn_accuracy_unpooled": knn(model.feature_map),
+        "knn_accuracy_projection": knn(model.embed),
+        **model.cluster_agreement(test.images, test.labels),
+    }
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: SwAV, images: torch.Tensor, batch_size: int = 1000) -> None:
     """Every BatchNorm's running mean and variance, recomputed as the plain average over ``images``."""
@@ -47,21 +69,11 @@ def main() -> None:
     parser.add_argument("--recalibrate-batchnorm", action="store_true")
     args = parser.parse_args()
     model, payload = checkpoint.load(args.checkpoint)
-    model.eval()
-    train, test = data.load(args.dataset, "train"), data.load(args.dataset, "test")
     if args.recalibrate_batchnorm:
-        recalibrate_batchnorm(model, train.images)
-    result = {
-        "epoch": payload.get("epoch"),
-        "width": model.config.width,
-        "top_stages": model.config.top_stages,
-        "coarse_stages": model.config.coarse_stages,
-        "batchnorm_recalibrated": args.recalibrate_batchnorm,
-        "knn_accuracy_pooled": cosine_knn_accuracy(model.feature_map(train.images, 1), train.labels,
-                                                   model.feature_map(test.images, 1), test.labels),
-        "knn_accuracy_projection": cosine_knn_accuracy(model.embed(train.images), train.labels,
-                                                       model.embed(test.images), test.labels),
-    }
+        recalibrate_batchnorm(model, data.load(args.dataset, "train").images)
+    result = {"width": model.config.width, "top_stages": model.config.top_stages,
+              "coarse_stages": model.config.coarse_stages, "batchnorm_recalibrated": args.recalibrate_batchnorm,
+              **read_out(model, payload, args.dataset)}
     print(json.dumps(result))
 
 
