@@ -193,19 +193,19 @@ def test_cluster_table_and_confident_members():
     assert confident_members(cluster, confidence, 0, 3).tolist() == [1, 5, 2]
 
 
+@dataclass
+class TinyConfig(SwAVConfig):  # the training loop builds the family's default config; make it tiny
+    width: int = TINY["width"]
+    hidden_dim: int = TINY["hidden_dim"]
+    proj_dim: int = TINY["proj_dim"]
+    prototypes: int = TINY["prototypes"]
+    batch_size: int = TINY["batch_size"]
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A tiny SwAV trained for 2 epochs on 64 mnist images (the second with learning prototypes)."""
     out = tmp_path_factory.mktemp("swav-run")
-
-    @dataclass
-    class TinyConfig(SwAVConfig):  # the loop builds the family's default config; make it tiny
-        width: int = TINY["width"]
-        hidden_dim: int = TINY["hidden_dim"]
-        proj_dim: int = TINY["proj_dim"]
-        prototypes: int = TINY["prototypes"]
-        batch_size: int = TINY["batch_size"]
-
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SwAV, "Config", TinyConfig)
         return train.train("swav", "mnist", train.TrainConfig(epochs=2, limit=64), out=out, progress=False)
@@ -511,6 +511,47 @@ def test_docs_pace_of_the_length_curve_is_the_records_arithmetic():
         f"(shipped {shipped['ari']:.3f})",
     ):
         assert sentence in section, sentence
+
+
+def test_the_annealed_branch_differs_from_its_run_only_in_the_rate(tmp_path, monkeypatch):
+    """experiments/swav/anneal.py branches a run at its checkpoint. Held at the run's own rate, its
+    epoch is the run's next epoch bit for bit (the same batches, crops and optimiser state), so an
+    annealed branch differs from the run in nothing but the rate, which falls to a thousandth."""
+    import json
+    import sys
+
+    from core.paths import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "experiments" / "swav"))
+    import anneal
+
+    monkeypatch.setattr(SwAV, "Config", TinyConfig)
+    monkeypatch.setattr(anneal, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(anneal, "read_out", lambda model, payload, dataset: {"epoch": payload["epoch"]})
+    run = train.train("swav", "mnist", train.TrainConfig(epochs=1, limit=64), out=tmp_path / "swav-mnist",
+                      progress=False)
+
+    def branch(epochs: int, final_share: float) -> dict:
+        monkeypatch.setattr(anneal, "FINAL_SHARE", final_share)
+        monkeypatch.setattr(sys, "argv", ["anneal.py", "--dataset", "mnist", "--epochs", str(epochs),
+                                          "--out", str(tmp_path / "anneal.json")])
+        anneal.main()
+        payload = checkpoint.read(run.with_name("annealed.pt"))
+        run.with_name("annealed.pt").unlink()
+        return payload
+
+    held = branch(1, final_share=1.0)
+    annealed = branch(2, final_share=1e-3)
+    train.train("swav", "mnist", train.TrainConfig(epochs=2, limit=64), out=tmp_path / "swav-mnist",
+                resume=True, progress=False)
+    resumed = checkpoint.read(run)
+    assert held["step"] == resumed["step"] == 4 and held["anneal"]["from_epoch"] == 1
+    assert all(torch.equal(held["state_dict"][k], resumed["state_dict"][k]) for k in resumed["state_dict"])
+    assert held["history"][-1]["train_loss"] == resumed["history"][-1]["train_loss"]
+    assert [h["lr"] for h in annealed["history"][-2:]] == [pytest.approx(anneal.cosine_rate(1e-3, 1, 4)),
+                                                            pytest.approx(1e-6)]
+    assert not torch.equal(annealed["state_dict"]["prototypes.weight"], resumed["state_dict"]["prototypes.weight"])
+    assert json.loads((tmp_path / "anneal.json").read_text())["curve"] == annealed["history"][-2:]
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
     """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
