@@ -6,7 +6,7 @@ milestone goes to ``--out``; milestones already there are skipped, so a stopped 
 where it stopped (the run itself goes on from its last whole epoch).
 
     LATENT_LAB_RUNS=/tmp/swav-long python experiments/swav/length_curve.py \\
-        --milestones 9,20,30,45,60,80,100,130,160,200 --set top_stages=2 --out experiments/swav/length-curve.jsonl
+        --milestones 9,20,30,45,60,80,90,100,130,160,200 --set top_stages=2 --out experiments/swav/length-curve.jsonl
 
 Each piece is ``python -m core train swav ...`` exactly as a person would run it (``--resume`` from
 the second on), so a run in pieces is the same run as one in one go.
