@@ -464,11 +464,11 @@ def test_docs_quote_every_point_of_the_length_curve():
 
 
 def test_docs_pace_of_the_length_curve_is_the_records_arithmetic():
-    """The prose under the length-curve table: each gain it names lies between two recorded
-    milestones, the last span ends at the latest milestone, and the pace, the epochs and hours to
-    the goals (0.90 pooled, 0.91 read-out) and the latest point's figures beside the shipped
-    model's are computed from the record and the manifest, so a new milestone makes the prose
-    stale until it is rewritten."""
+    """The prose under the length-curve table: each gain or loss it names lies between two
+    recorded milestones, the last span ends at the latest milestone, and the loss, the unpooled
+    map over that span and the latest point beside the shipped model are the record's and the
+    manifest's, so a new milestone makes the prose stale until it is rewritten. Where it calls the
+    steps within the span smaller than the machine's noise, each is under half a point."""
     import json
     import re
 
@@ -481,29 +481,22 @@ def test_docs_pace_of_the_length_curve_is_the_records_arithmetic():
     shipped = pretrained.find("swav", "fashion-mnist")["metrics"]
     last = points[max(points)]
 
-    spans = re.findall(r"from epoch (\d+) to (\d+) (?:the pooled backbone|it) gained (-?\d\.\d\d) points "
+    spans = re.findall(r"from epoch (\d+) to (\d+) (?:the pooled backbone|it) (gained|lost) (\d\.\d\d) points "
                        r"\((0\.\d{4}) → (0\.\d{4})\)", section, flags=re.IGNORECASE)
     assert spans and int(spans[-1][1]) == last["epoch"], "the prose must end at the latest milestone"
-    for start, end, gain, before, after in spans:
+    for start, end, verb, change, before, after in spans:
         a, b = points[int(start)]["knn_accuracy_pooled"], points[int(end)]["knn_accuracy_pooled"]
-        assert (gain, before, after) == (f"{100 * (b - a):.2f}", f"{a:.4f}", f"{b:.4f}")
+        assert (verb, change, before, after) == ("gained" if b >= a else "lost", f"{100 * abs(b - a):.2f}",
+                                                  f"{a:.4f}", f"{b:.4f}")
 
     first = points[int(spans[-1][0])]
-    epochs = last["epoch"] - first["epoch"]
-    pooled_rate = (last["knn_accuracy_pooled"] - first["knn_accuracy_pooled"]) / epochs
-    unpooled_rate = (last["knn_accuracy_unpooled"] - first["knn_accuracy_unpooled"]) / epochs
-    seconds_an_epoch = (last["train_seconds"] - first["train_seconds"]) / epochs
-    to_pooled_goal = round((0.90 - last["knn_accuracy_pooled"]) / pooled_rate, -1)
-    to_readout_goal = round((0.91 - last["knn_accuracy_unpooled"]) / unpooled_rate, -1)
-    assert f"about {100 * pooled_rate * 100:.1f} points per hundred epochs." in doc
+    if "every step between smaller than the machine's half-point noise" in section:
+        within = [points[e]["knn_accuracy_pooled"] for e in sorted(points) if first["epoch"] <= e <= last["epoch"]]
+        assert all(abs(b - a) < 0.005 for a, b in zip(within, within[1:]))
     for sentence in (
         f"while the training loss still fell ({first['train_loss']:.3f} → {last['train_loss']:.3f})",
-        f"At that pace, about {100 * pooled_rate * 100:.1f} points per hundred epochs, the pooled goal "
-        f"(0.90) is some {to_pooled_goal:.0f} epochs away: {to_pooled_goal * seconds_an_epoch / 3600:.0f} "
-        f"hours of these two cores at {seconds_an_epoch:.0f} s an epoch",
-        f"The unpooled map gained {100 * unpooled_rate * epochs:.2f} points over the same epochs "
-        f"({first['knn_accuracy_unpooled']:.4f} → {last['knn_accuracy_unpooled']:.4f}), so the read-out "
-        f"goal (0.91) is some {to_readout_goal:.0f} epochs away",
+        f"The unpooled map gained {100 * (last['knn_accuracy_unpooled'] - first['knn_accuracy_unpooled']):.2f} "
+        f"points over the same epochs ({first['knn_accuracy_unpooled']:.4f} → {last['knn_accuracy_unpooled']:.4f})",
         f"At epoch {last['epoch']} the unpooled map scores {last['knn_accuracy_unpooled']:.3f} against the "
         f"shipped model's read-out of {shipped['knn_accuracy']:.3f}, and the projection "
         f"{last['knn_accuracy_projection']:.3f} against pixels' {shipped['knn_accuracy_pixels']:.3f}",
