@@ -462,7 +462,6 @@ def test_docs_quote_every_point_of_the_length_curve():
                 f"{p['ari']:.3f} |") in doc
 
 
-
 def test_docs_pace_of_the_length_curve_is_the_records_arithmetic():
     """The prose under the length-curve table: each gain or loss it names lies between two
     recorded milestones, the last span ends at the latest milestone, and the loss, the unpooled
@@ -545,6 +544,35 @@ def test_the_annealed_branch_differs_from_its_run_only_in_the_rate(tmp_path, mon
                                                             pytest.approx(1e-6)]
     assert not torch.equal(annealed["state_dict"]["prototypes.weight"], resumed["state_dict"]["prototypes.weight"])
     assert json.loads((tmp_path / "anneal.json").read_text())["curve"] == annealed["history"][-2:]
+
+
+def test_docs_set_the_annealed_branch_beside_the_run_at_the_same_epoch():
+    """docs/reproductions.md's anneal table: the branch (experiments/swav/anneal.json, written by
+    experiments/swav/anneal.py) beside the long run's record at the same epoch and step, both from
+    the one run's checkpoint, the branch's code from a clean tree."""
+    import json
+
+    from core.paths import ROOT
+
+    doc = (ROOT / "docs" / "reproductions.md").read_text()
+    annealed = json.loads((ROOT / "experiments" / "swav" / "anneal.json").read_text())
+    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
+    points = {p["epoch"]: p for p in map(json.loads, filter(str.strip, lines))}
+    start, epochs = annealed["anneal"]["from_epoch"], annealed["anneal"]["epochs"]
+    run = points[start + epochs]
+    assert start in points and (annealed["epoch"], annealed["steps"]) == (run["epoch"], run["steps"])
+    assert annealed["anneal"]["run_commit"] == annealed["commit"] == run["commit"] == points[start]["commit"]
+    assert "+dirty" not in annealed["anneal"]["commit"] and annealed["final_share"] == 1e-3
+    assert annealed["command"].endswith(f"--epochs {epochs}") and len(annealed["curve"]) == epochs
+    assert annealed["curve"][-1]["lr"] == pytest.approx(SwAVConfig().lr * annealed["final_share"])
+
+    def row(p: dict) -> str:
+        return (f"{p['knn_accuracy_pooled']:.3f} | {p['knn_accuracy_unpooled']:.3f} | "
+                f"{p['knn_accuracy_projection']:.3f} | {p['nmi']:.3f} | {p['ari']:.3f} | {p['train_loss']:.3f} |")
+
+    assert f"| epochs {start + 1}–{start + epochs} | pooled |" in doc
+    assert f"| constant rate (the run) | {row(run)}" in doc
+    assert f"| cosine down to a thousandth of the rate | {row(annealed)}" in doc
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
     """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
