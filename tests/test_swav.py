@@ -462,7 +462,7 @@ def test_docs_quote_every_point_of_the_length_curve():
                 f"{p['ari']:.3f} |") in doc
 
 
-def test_docs_pace_of_the_length_curve_is_the_records_arithmetic():
+def test_docs_spans_of_the_length_curve_are_the_records_arithmetic():
     """The prose under the length-curve table: each gain or loss it names lies between two
     recorded milestones, the last span ends at the latest milestone, and the loss, the unpooled
     map over that span and the latest point beside the shipped model are the record's and the
