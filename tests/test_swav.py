@@ -1,6 +1,6 @@
 """SwAV: Sinkhorn codes, multi-crop, the training step's rules, measure, and the clusters page."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pytest
@@ -573,6 +573,43 @@ def test_docs_set_the_annealed_branch_beside_the_run_at_the_same_epoch():
     assert f"| epochs {start + 1}–{start + epochs} | pooled |" in doc
     assert f"| constant rate (the run) | {row(run)}" in doc
     assert f"| cosine down to a thousandth of the rate | {row(annealed)}" in doc
+
+
+def test_docs_set_the_official_head_beside_the_length_curves_first_point():
+    """docs/reproductions.md's head-and-prototypes table: the run with the official sizes
+    (experiments/swav/official-head.json) differs from the length curve's run only in those three
+    fields, ran as long on the same kind of CPU kernels, and the prose's differences are the
+    records' arithmetic."""
+    import json
+
+    from core.paths import ROOT
+
+    doc = " ".join((ROOT / "docs" / "reproductions.md").read_text().split())  # prose wraps anywhere
+    official = json.loads((ROOT / "experiments" / "swav" / "official-head.json").read_text())["entries"]["fashion-mnist"]
+    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
+    curve = next(p for p in map(json.loads, filter(str.strip, lines)) if p["epoch"] == official["epochs"])
+    sizes = {"hidden_dim": 2048, "proj_dim": 128, "prototypes": 3000}
+    expected = {**asdict(SwAVConfig(**curve["settings"])), **sizes}
+    assert official["config"] == json.loads(json.dumps(expected))  # tuples are lists in the record
+    assert "+dirty" not in official["commit"] and official["epochs"] == 9
+    assert official["trained_with"][0]["cpu_kernels"] == curve["trained_with"][0]["cpu_kernels"]
+    assert all(f"--set {key}={value}" in official["command"] for key, value in sizes.items())
+    m = official["metrics"]
+    assert m["prototypes"] == 3000 and m["test_images"] == 10000 and m["knn_readout_grid"] == 7
+    assert ("| 256 → 64, 50 prototypes (the length curve) | "
+            f"{curve['knn_accuracy_pooled']:.3f} | {curve['knn_accuracy_unpooled']:.3f} | "
+            f"{curve['knn_accuracy_projection']:.3f} |") in doc
+    assert ("| 2,048 → 128, 3,000 prototypes (the official sizes) | "  # the read-out is the unpooled 7×7 map
+            f"{m['knn_accuracy_pooled']:.3f} | {m['knn_accuracy']:.3f} | {m['knn_accuracy_projection']:.3f} |") in doc
+    pooled = 100 * (curve["knn_accuracy_pooled"] - m["knn_accuracy_pooled"])
+    projection = 100 * (curve["knn_accuracy_projection"] - m["knn_accuracy_projection"])
+    assert (f"The official sizes score {pooled:.2f} points lower pooled and {projection:.2f} lower in the "
+            "projection, a little beyond the machine's half-point noise, with the unpooled map level") in doc
+    assert 0.5 < min(pooled, projection) and abs(m["knn_accuracy"] - curve["knn_accuracy_unpooled"]) < 0.005
+    assert f"NMI ({m['nmi']:.3f}) and ARI ({m['ari']:.3f}) count 3,000 clusters" in doc
+    assert (f"{round(official['train_seconds'] / 60)} minutes against the curve's "
+            f"{round(curve['train_seconds'] / 60)}") in doc
+
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
     """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
