@@ -575,6 +575,18 @@ def test_docs_set_the_annealed_branch_beside_the_run_at_the_same_epoch():
     assert f"| cosine down to a thousandth of the rate | {row(annealed)}" in doc
 
 
+def json_lines(path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def readouts(point: dict) -> str:
+    """A length-curve record's pooled, unpooled and projection accuracies as a docs table row's cells."""
+    return (f"{point['knn_accuracy_pooled']:.3f} | {point['knn_accuracy_unpooled']:.3f} | "
+            f"{point['knn_accuracy_projection']:.3f} |")
+
+
 def test_docs_set_the_official_head_beside_the_length_curves_first_point():
     """docs/reproductions.md's head-and-prototypes table: the run with the official sizes
     (experiments/swav/official-head.json) differs from the length curve's run only in those three
@@ -586,8 +598,8 @@ def test_docs_set_the_official_head_beside_the_length_curves_first_point():
 
     doc = " ".join((ROOT / "docs" / "reproductions.md").read_text().split())  # prose wraps anywhere
     official = json.loads((ROOT / "experiments" / "swav" / "official-head.json").read_text())["entries"]["fashion-mnist"]
-    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
-    curve = next(p for p in map(json.loads, filter(str.strip, lines)) if p["epoch"] == official["epochs"])
+    points = json_lines(ROOT / "experiments" / "swav" / "length-curve.jsonl")
+    curve = next(p for p in points if p["epoch"] == official["epochs"])
     sizes = {"hidden_dim": 2048, "proj_dim": 128, "prototypes": 3000}
     expected = {**asdict(SwAVConfig(**curve["settings"])), **sizes}
     assert official["config"] == json.loads(json.dumps(expected))  # tuples are lists in the record
@@ -596,10 +608,8 @@ def test_docs_set_the_official_head_beside_the_length_curves_first_point():
     assert all(f"--set {key}={value}" in official["command"] for key, value in sizes.items())
     m = official["metrics"]
     assert m["prototypes"] == 3000 and m["test_images"] == 10000 and m["knn_readout_grid"] == 7
-    assert ("| 256 → 64, 50 prototypes (the length curve) | "
-            f"{curve['knn_accuracy_pooled']:.3f} | {curve['knn_accuracy_unpooled']:.3f} | "
-            f"{curve['knn_accuracy_projection']:.3f} |") in doc
-    assert ("| 2,048 → 128, 3,000 prototypes (the official sizes) | "  # the read-out is the unpooled 7×7 map
+    assert (f"| 256 → 64, 50 prototypes (the length curve) | 9 | {readouts(curve)}") in doc
+    assert ("| 2,048 → 128, 3,000 prototypes (the official sizes) | 9 | "  # the read-out is the unpooled 7×7 map
             f"{m['knn_accuracy_pooled']:.3f} | {m['knn_accuracy']:.3f} | {m['knn_accuracy_projection']:.3f} |") in doc
     pooled = 100 * (curve["knn_accuracy_pooled"] - m["knn_accuracy_pooled"])
     projection = 100 * (curve["knn_accuracy_projection"] - m["knn_accuracy_projection"])
@@ -609,6 +619,41 @@ def test_docs_set_the_official_head_beside_the_length_curves_first_point():
     assert f"NMI ({m['nmi']:.3f}) and ARI ({m['ari']:.3f}) count 3,000 clusters" in doc
     assert (f"{round(official['train_seconds'] / 60)} minutes against the curve's "
             f"{round(curve['train_seconds'] / 60)}") in doc
+
+
+def test_docs_set_ten_prototypes_beside_the_length_curve_at_the_same_epochs():
+    """The 10-prototype run (experiments/swav/ten-prototypes.jsonl, written by length_curve.py) is
+    the length curve's run with one setting changed, from the same code, read out at two of its
+    milestones; the docs' rows and the prose's differences are the records' arithmetic."""
+    from core.paths import ROOT
+
+    doc = " ".join((ROOT / "docs" / "reproductions.md").read_text().split())
+    curve = {p["epoch"]: p for p in json_lines(ROOT / "experiments" / "swav" / "length-curve.jsonl")}
+    ten = {p["epoch"]: p for p in json_lines(ROOT / "experiments" / "swav" / "ten-prototypes.jsonl")}
+    assert sorted(ten) == [9, 20]
+    for epoch, point in ten.items():
+        assert point["settings"] == {**curve[epoch]["settings"], "prototypes": 10}
+        assert point["steps"] == curve[epoch]["steps"] and "+dirty" not in point["commit"]
+        assert point["trained_with"][0]["cpu_kernels"] == curve[epoch]["trained_with"][0]["cpu_kernels"]
+        assert f"| 256 → 64, 10 prototypes | {epoch} | {readouts(point)}" in doc
+        assert f"| 256 → 64, 50 prototypes (the length curve) | {epoch} | {readouts(curve[epoch])}" in doc
+
+    def points(key: str, epoch: int) -> float:
+        return 100 * (ten[epoch][key] - curve[epoch][key])
+
+    nine, twenty = ten[9], ten[20]
+    assert (f"At 9 epochs its pooled backbone is {points('knn_accuracy_pooled', 9):.2f} points above the curve's "
+            f"({curve[9]['knn_accuracy_pooled']:.4f} → {nine['knn_accuracy_pooled']:.4f})") in doc
+    lead = points("knn_accuracy_pooled", 20)
+    assert (f"at 20 epochs the lead is {lead:.2f} points ({curve[20]['knn_accuracy_pooled']:.4f} → "
+            f"{twenty['knn_accuracy_pooled']:.4f}), within the machine's noise") in doc
+    assert 0 < lead < 0.5
+    assert (f"the projection falls behind ({-points('knn_accuracy_projection', 9):.2f} points lower at 9 epochs, "
+            f"{-points('knn_accuracy_projection', 20):.2f} at 20)") in doc
+    assert (f"at 20 epochs NMI {twenty['nmi']:.3f} and ARI {twenty['ari']:.3f} against the curve's "
+            f"{curve[20]['nmi']:.3f} and {curve[20]['ari']:.3f} over 50 clusters, none empty and the largest "
+            f"holding {100 * twenty['largest_cluster_share']:.1f}% of the test images") in doc
+    assert twenty["empty_clusters"] == 0
 
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
