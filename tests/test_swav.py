@@ -441,6 +441,18 @@ def test_docs_quote_the_supervised_ceiling_and_the_coarse_network():
             f"{alone['readouts']['9']['knn_accuracy_projection']:.3f}") in doc
 
 
+def json_lines(path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def readouts(point: dict) -> str:
+    """A length-curve record's pooled, unpooled and projection accuracies as a docs table row's cells."""
+    return (f"{point['knn_accuracy_pooled']:.3f} | {point['knn_accuracy_unpooled']:.3f} | "
+            f"{point['knn_accuracy_projection']:.3f} |")
+
+
 def test_docs_quote_every_point_of_the_length_curve():
     """docs/reproductions.md's table of one long SwAV run, read out at milestone epochs
     (experiments/swav/length-curve.jsonl, written by experiments/swav/length_curve.py): one row
@@ -450,8 +462,7 @@ def test_docs_quote_every_point_of_the_length_curve():
     from core.paths import ROOT
 
     doc = (ROOT / "docs" / "reproductions.md").read_text()
-    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
-    points = [json.loads(line) for line in lines if line.strip()]
+    points = json_lines(ROOT / "experiments" / "swav" / "length-curve.jsonl")
     assert [p["epoch"] for p in points] == sorted({p["epoch"] for p in points}) and len(points) >= 2
     assert {json.dumps(p["settings"]) for p in points} == {json.dumps({"top_stages": 2})}
     assert all(p["commit"] == points[0]["commit"] and "+dirty" not in p["commit"] for p in points)
@@ -468,15 +479,13 @@ def test_docs_spans_of_the_length_curve_are_the_records_arithmetic():
     map over that span and the latest point beside the shipped model are the record's and the
     manifest's, so a new milestone makes the prose stale until it is rewritten. Where it calls the
     steps within the span smaller than the machine's noise, each is under half a point."""
-    import json
     import re
 
     from core.paths import ROOT
 
     doc = (ROOT / "docs" / "reproductions.md").read_text()
     section = " ".join(doc.split("**Longer on two CPU cores")[1].split("\n## ")[0].split())
-    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
-    points = {p["epoch"]: p for p in map(json.loads, filter(str.strip, lines))}
+    points = {p["epoch"]: p for p in json_lines(ROOT / "experiments" / "swav" / "length-curve.jsonl")}
     shipped = pretrained.find("swav", "fashion-mnist")["metrics"]
     last = points[max(points)]
 
@@ -556,8 +565,7 @@ def test_docs_set_the_annealed_branch_beside_the_run_at_the_same_epoch():
 
     doc = (ROOT / "docs" / "reproductions.md").read_text()
     annealed = json.loads((ROOT / "experiments" / "swav" / "anneal.json").read_text())
-    lines = (ROOT / "experiments" / "swav" / "length-curve.jsonl").read_text().splitlines()
-    points = {p["epoch"]: p for p in map(json.loads, filter(str.strip, lines))}
+    points = {p["epoch"]: p for p in json_lines(ROOT / "experiments" / "swav" / "length-curve.jsonl")}
     start, epochs = annealed["anneal"]["from_epoch"], annealed["anneal"]["epochs"]
     run = points[start + epochs]
     assert start in points and (annealed["epoch"], annealed["steps"]) == (run["epoch"], run["steps"])
@@ -573,18 +581,6 @@ def test_docs_set_the_annealed_branch_beside_the_run_at_the_same_epoch():
     assert f"| epochs {start + 1}–{start + epochs} | pooled |" in doc
     assert f"| constant rate (the run) | {row(run)}" in doc
     assert f"| cosine down to a thousandth of the rate | {row(annealed)}" in doc
-
-
-def json_lines(path) -> list[dict]:
-    import json
-
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def readouts(point: dict) -> str:
-    """A length-curve record's pooled, unpooled and projection accuracies as a docs table row's cells."""
-    return (f"{point['knn_accuracy_pooled']:.3f} | {point['knn_accuracy_unpooled']:.3f} | "
-            f"{point['knn_accuracy_projection']:.3f} |")
 
 
 def test_docs_set_the_official_head_beside_the_length_curves_first_point():
