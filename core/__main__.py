@@ -54,7 +54,8 @@ def device(text: str) -> str:
 
 
 def setting(text: str) -> tuple[str, object]:
-    """KEY=VALUE, the value read as JSON where it is JSON (128, 0.5, true), as text otherwise."""
+    """KEY=VALUE, the value read as JSON where it is JSON (128, 0.5, true, [0.14,1] for a pair of
+    numbers), as text otherwise. Whether the value fits the field is the model's to say."""
     key, sep, raw = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a config field as KEY, got {text!r}")
@@ -62,8 +63,11 @@ def setting(text: str) -> tuple[str, object]:
         value = json.loads(raw)
     except ValueError:
         value = raw
-    if isinstance(value, (list, dict)) or value is None:
-        raise argparse.ArgumentTypeError(f"expected a number, true/false or a word for {key}, got {raw!r}")
+    numbers = isinstance(value, list) and value and all(
+        isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
+    if isinstance(value, dict) or value is None or (isinstance(value, list) and not numbers):
+        raise argparse.ArgumentTypeError(
+            f"expected a number, true/false, a word or a list of numbers for {key}, got {raw!r}")
     return key, value
 
 
@@ -84,7 +88,8 @@ def make_parser() -> Parser:
                    help="where the training steps run: cpu (a new run's default), or cuda for the GON, "
                         "VAE and SwAV families; a resumed run keeps its own")
     p.add_argument("--set", action="append", default=[], type=setting, metavar="KEY=VALUE",
-                   help="a field of the model's config for a new run, e.g. --set latent_dim=128 (repeatable)")
+                   help="a field of the model's config for a new run, e.g. --set latent_dim=128, "
+                        "or a pair as a list: --set 'global_scale=[0.14,1]' (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("evaluate", help="measure a model (or a study such as drs) on the test split")

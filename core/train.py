@@ -25,6 +25,7 @@ never stopped.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -126,7 +127,8 @@ def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: 
     if config.device != "cpu":
         command += f" --device {config.device}"
     for key, value in sorted(config.model.items()):
-        command += f" --set {key}={json.dumps(value) if not isinstance(value, str) else value}"
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        command += f" --set {shlex.quote(f'{key}={text}')}"  # a list's brackets are quoted for the shell
     return command
 
 

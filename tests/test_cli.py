@@ -115,7 +115,8 @@ TORCH_FREE_MISTAKES = [
     ["map", "vae", "--seed", "x"],
     ["train", "gon", "--set", "latent_dim"],
     ["train", "gon", "--set", "1x=2"],
-    ["train", "gon", "--set", "latent_dim=[1,2]"],
+    ["train", "gon", "--set", 'latent_dim=["a"]'],
+    ["train", "gon", "--set", 'latent_dim={"a":1}'],
 ]
 
 
@@ -147,6 +148,23 @@ def test_a_config_setting_must_name_a_field_and_fit_its_type():
                           ({"learned_step": 1}, "takes a bool"), ({"nope": 1}, "has no config field")]:
         with pytest.raises(ValueError, match=words):
             models.build("gon", config)
+
+
+def test_a_pair_setting_is_a_json_list_of_its_length_and_rebuilds_quoted_for_the_shell():
+    import shlex
+
+    from core import models, train
+    from core.__main__ import make_parser
+
+    args = make_parser().parse_args(["train", "swav", "--set", "global_scale=[0.14,1]"])
+    assert dict(args.set) == {"global_scale": [0.14, 1]}
+    assert models.build("swav", dict(args.set)).config.global_scale == (0.14, 1.0)
+    for wrong in ([0.14], [0.14, "x"], 0.5):
+        with pytest.raises(ValueError, match="global_scale takes a"):
+            models.build("swav", {"global_scale": wrong})
+    command = train.rebuild_command("swav", "fashion-mnist", train.TrainConfig(model=dict(args.set)), 9)
+    assert command.endswith(" --set 'global_scale=[0.14,1]'")
+    assert shlex.split(command)[-2:] == ["--set", "global_scale=[0.14,1]"]  # what a shell hands back
 
 
 def test_a_run_made_with_settings_rebuilds_with_them_and_resumes_only_with_them(isolated_dirs):

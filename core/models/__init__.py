@@ -52,11 +52,18 @@ def build(name: str, config: dict | None = None) -> nn.Module:
 
 def checked(name: str, defaults, key: str, value):
     """``value`` for config field ``key``, of the type its default has (an int is taken for a
-    float); a plain error otherwise, as a mistyped ``--set`` deserves."""
-    default = getattr(defaults, key)
+    float, a list of the right length for a tuple); a plain error otherwise, as a mistyped
+    ``--set`` deserves."""
+    return fitted(name, key, getattr(defaults, key), value)
+
+
+def fitted(name: str, key: str, default, value):
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is tuple and isinstance(value, (list, tuple)) and len(value) == len(default):
+        # A pair such as a crop's scale range, given on the command line as a JSON list.
+        return tuple(fitted(name, key, part, item) for part, item in zip(default, value))
     if default is None or (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
         return value
     raise ValueError(f"{name}'s {key} takes a {expected.__name__} (default {default!r}), got {value!r}")

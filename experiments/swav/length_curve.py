@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def main() -> None:
     if args.out.exists():
         done = {json.loads(line)["epoch"] for line in args.out.read_text().splitlines() if line.strip()}
     run = RUNS_DIR / f"swav-{args.dataset}" / "checkpoint.pt"
-    settings = [f"--set={key}={value}" for key, value in args.set]
+    settings = [f"--set={key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+                for key, value in args.set]
     for epoch in args.milestones:
         if epoch in done:
             continue
@@ -65,7 +67,7 @@ def main() -> None:
             sys.exit(f"training to epoch {epoch} stopped (its message is above); nothing recorded for it")
         print(f"epoch {epoch}: trained in {time.perf_counter() - began:.0f} s", file=sys.stderr)
         record = {**read_out(*checkpoint.load(run), args.dataset), "dataset": args.dataset,
-                  "settings": dict(args.set), "command": " ".join(["python", *command[1:]])}
+                  "settings": dict(args.set), "command": shlex.join(["python", *command[1:]])}
         with args.out.open("a") as out:
             out.write(json.dumps(record) + "\n")
         print(json.dumps(record), file=sys.stderr)
