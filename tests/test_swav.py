@@ -652,6 +652,45 @@ def test_docs_set_ten_prototypes_beside_the_length_curve_at_the_same_epochs():
     assert twenty["empty_clusters"] == 0
 
 
+def test_docs_set_the_official_crop_scales_beside_the_length_curve_at_the_same_epochs():
+    """The run with the official scripts' crop scales (experiments/swav/official-crop-scales.jsonl,
+    written by length_curve.py) is the length curve's run with those two settings changed, read out
+    at two of its milestones; the rows and the prose's differences are the records' arithmetic."""
+    from core.paths import ROOT
+
+    doc = " ".join((ROOT / "docs" / "reproductions.md").read_text().split())
+    curve = {p["epoch"]: p for p in json_lines(ROOT / "experiments" / "swav" / "length-curve.jsonl")}
+    scaled = {p["epoch"]: p for p in json_lines(ROOT / "experiments" / "swav" / "official-crop-scales.jsonl")}
+    assert sorted(scaled) == [9, 20]
+    official = {"global_scale": [0.14, 1], "local_scale": [0.05, 0.14]}
+    assert SwAVConfig(**official).global_scale == (0.14, 1.0) != SwAVConfig().global_scale
+    for epoch, point in scaled.items():
+        assert point["settings"] == {**curve[epoch]["settings"], **official}
+        assert point["steps"] == curve[epoch]["steps"] and "+dirty" not in point["commit"]
+        assert point["trained_with"][0]["cpu_kernels"] == curve[epoch]["trained_with"][0]["cpu_kernels"]
+        assert "'--set=global_scale=[0.14,1]' '--set=local_scale=[0.05,0.14]'" in point["command"]
+        for name, p in [("0.3–1.0 and 0.1–0.4 (the length curve)", curve[epoch]),
+                        ("0.14–1.0 and 0.05–0.14 (the official scales)", point)]:
+            assert (f"| {name} | {epoch} | {readouts(p)} {p['nmi']:.3f} | {p['ari']:.3f} | "
+                    f"{p['train_loss']:.3f} |") in doc
+        assert 0.6 < point["train_loss"] - curve[epoch]["train_loss"] < 0.7  # "about 0.65 higher at both"
+
+    def points(key: str) -> float:
+        return 100 * (scaled[20][key] - curve[20][key])
+
+    readout_keys = ("knn_accuracy_pooled", "knn_accuracy_unpooled", "knn_accuracy_projection")
+    gaps = {(epoch, key): 100 * (scaled[epoch][key] - curve[epoch][key]) for epoch in scaled for key in readout_keys}
+    (epoch, key), gap = max(gaps.items(), key=lambda item: abs(item[1]))
+    assert (epoch, key) == (9, "knn_accuracy_projection") and abs(gap) < 0.7
+    assert f"(the largest gap is {abs(gap):.2f} points, the projection at 9 epochs)" in doc
+    assert (f"ARI is higher at 9 epochs ({scaled[9]['ari']:.3f} against {curve[9]['ari']:.3f}) and level by 20 "
+            f"({scaled[20]['ari']:.3f} against {curve[20]['ari']:.3f})") in doc
+    assert (f"at 20 epochs the pooled backbone is {-points('knn_accuracy_pooled'):.2f} points lower "
+            f"({curve[20]['knn_accuracy_pooled']:.4f} → {scaled[20]['knn_accuracy_pooled']:.4f}), the unpooled "
+            f"map {points('knn_accuracy_unpooled'):.2f} higher and the projection "
+            f"{-points('knn_accuracy_projection'):.2f} lower") in doc
+
+
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():
     """A SwAV trained on a GPU is used on the CPU: features, projections and clusters move their
     inputs to the weights and hand back CPU tensors; crops are drawn from the CPU's RNG whatever
