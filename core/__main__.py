@@ -63,7 +63,7 @@ def setting(text: str) -> tuple[str, object]:
         value = json.loads(raw)
     except ValueError:
         value = raw
-    numbers = isinstance(value, list) and value and all(
+    numbers = isinstance(value, list) and len(value) > 0 and all(
         isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
     if isinstance(value, dict) or value is None or (isinstance(value, list) and not numbers):
         raise argparse.ArgumentTypeError(

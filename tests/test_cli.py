@@ -116,6 +116,7 @@ TORCH_FREE_MISTAKES = [
     ["train", "gon", "--set", "latent_dim"],
     ["train", "gon", "--set", "1x=2"],
     ["train", "gon", "--set", 'latent_dim=["a"]'],
+    ["train", "gon", "--set", "latent_dim=[]"],
     ["train", "gon", "--set", 'latent_dim={"a":1}'],
 ]
 
