@@ -126,10 +126,19 @@ def rebuild_command(model_name: str, dataset: str, config: TrainConfig, epochs: 
         command += f" --seed {config.seed}"
     if config.device != "cpu":
         command += f" --device {config.device}"
-    for key, value in sorted(config.model.items()):
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        command += f" --set {shlex.quote(f'{key}={text}')}"  # a list's brackets are quoted for the shell
+    if config.model:
+        command += " " + shlex.join(set_arguments(config.model))  # a list's brackets are quoted for the shell
     return command
+
+
+def set_arguments(settings: dict[str, Any]) -> list[str]:
+    """The ``--set KEY=VALUE`` arguments that give a new run these config settings, each value
+    written as the CLI reads it back (JSON, except a word)."""
+    arguments = []
+    for key, value in sorted(settings.items()):
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        arguments += ["--set", f"{key}={text}"]
+    return arguments
 
 
 class Run(NamedTuple):

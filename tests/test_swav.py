@@ -675,20 +675,17 @@ def test_docs_set_the_official_crop_scales_beside_the_length_curve_at_the_same_e
                     f"{p['train_loss']:.3f} |") in doc
         assert 0.6 < point["train_loss"] - curve[epoch]["train_loss"] < 0.7  # "about 0.65 higher at both"
 
-    def points(key: str) -> float:
-        return 100 * (scaled[20][key] - curve[20][key])
-
-    readout_keys = ("knn_accuracy_pooled", "knn_accuracy_unpooled", "knn_accuracy_projection")
-    gaps = {(epoch, key): 100 * (scaled[epoch][key] - curve[epoch][key]) for epoch in scaled for key in readout_keys}
+    keys = ("knn_accuracy_pooled", "knn_accuracy_unpooled", "knn_accuracy_projection")
+    gaps = {(epoch, key): 100 * (scaled[epoch][key] - curve[epoch][key]) for epoch in scaled for key in keys}
+    pooled, unpooled, projection = (gaps[20, key] for key in keys)
     (epoch, key), gap = max(gaps.items(), key=lambda item: abs(item[1]))
     assert (epoch, key) == (9, "knn_accuracy_projection") and abs(gap) < 0.7
     assert f"(the largest gap is {abs(gap):.2f} points, the projection at 9 epochs)" in doc
     assert (f"ARI is higher at 9 epochs ({scaled[9]['ari']:.3f} against {curve[9]['ari']:.3f}) and level by 20 "
             f"({scaled[20]['ari']:.3f} against {curve[20]['ari']:.3f})") in doc
-    assert (f"at 20 epochs the pooled backbone is {-points('knn_accuracy_pooled'):.2f} points lower "
-            f"({curve[20]['knn_accuracy_pooled']:.4f} → {scaled[20]['knn_accuracy_pooled']:.4f}), the unpooled "
-            f"map {points('knn_accuracy_unpooled'):.2f} higher and the projection "
-            f"{-points('knn_accuracy_projection'):.2f} lower") in doc
+    assert (f"at 20 epochs the pooled backbone is {-pooled:.2f} points lower ({curve[20]['knn_accuracy_pooled']:.4f}"
+            f" → {scaled[20]['knn_accuracy_pooled']:.4f}), the unpooled map {unpooled:.2f} higher and the "
+            f"projection {-projection:.2f} lower") in doc
 
 
 def test_what_the_app_calls_takes_and_returns_cpu_tensors():

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core import checkpoint  # noqa: E402
+from core import checkpoint, train  # noqa: E402
 from core.__main__ import setting  # noqa: E402  (the CLI's own KEY=VALUE reader for --set)
 from core.paths import RUNS_DIR  # noqa: E402
 from standard_readouts import read_out  # noqa: E402  (the script beside this one)
@@ -55,8 +55,7 @@ def main() -> None:
     if args.out.exists():
         done = {json.loads(line)["epoch"] for line in args.out.read_text().splitlines() if line.strip()}
     run = RUNS_DIR / f"swav-{args.dataset}" / "checkpoint.pt"
-    settings = [f"--set={key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
-                for key, value in args.set]
+    settings = train.set_arguments(dict(args.set))
     for epoch in args.milestones:
         if epoch in done:
             continue
