@@ -274,9 +274,18 @@ class SwAV(nn.Module):
         globally pooled vector the projection head sees; larger grids keep where in the image a
         feature fired."""
         grid = grid or self.map_size
+        return self.feature_maps(x, (grid,), batch_size)[grid]
+
+    @inference
+    def feature_maps(self, x: Tensor, grids: tuple[int, ...], batch_size: int = 2000) -> dict[int, Tensor]:
+        """``feature_map`` at several grids from one pass of the trunk: {grid: (N, 4·width·grid²)}."""
         trunk = self.encoder[:-2]  # everything before the global average pool
-        return torch.cat([F.adaptive_avg_pool2d(trunk(x[i : i + batch_size].to(self.device)), grid)
-                          .flatten(1).cpu() for i in range(0, len(x), batch_size)])
+        pieces = {grid: [] for grid in grids}
+        for i in range(0, len(x), batch_size):
+            last = trunk(x[i : i + batch_size].to(self.device))
+            for grid in grids:
+                pieces[grid].append(F.adaptive_avg_pool2d(last, grid).flatten(1).cpu())
+        return {grid: torch.cat(parts) for grid, parts in pieces.items()}
 
     @torch.no_grad()
     def encode(self, x: Tensor, batch_size: int = 2000) -> Tensor:
@@ -317,16 +326,19 @@ class SwAV(nn.Module):
         began = time.perf_counter()
         train, test = data.load(dataset, "train"), data.load(dataset, "test")
         images, labels = test.images[:limit], test.labels[:limit]
-        grid, validation = self.choose_readout(train.images, train.labels)
+        # One pass of the trunk over each image set gives every pooling the read-outs need.
+        grids = tuple(sorted({*self.readout_grids, 1, MAP_GRID}))
+        train_maps, test_maps = self.feature_maps(train.images, grids), self.feature_maps(images, grids)
+        grid, validation = self.choose_readout(train.images, train.labels, train_maps)
         with torch.random.fork_rng():  # the control: same architecture, seed 0, never trained
             torch.manual_seed(0)
             untrained = type(self)(self.config).eval()
         features = {
-            "knn_accuracy": (self.feature_map(train.images, grid), self.feature_map(images, grid)),
+            "knn_accuracy": (train_maps[grid], test_maps[grid]),
             "knn_accuracy_untrained": (untrained.feature_map(train.images, grid),
                                        untrained.feature_map(images, grid)),
-            "knn_accuracy_map_codes": (self.encode(train.images), self.encode(images)),
-            "knn_accuracy_pooled": (self.feature_map(train.images, 1), self.feature_map(images, 1)),
+            "knn_accuracy_map_codes": (train_maps[MAP_GRID], test_maps[MAP_GRID]),  # what encode gives
+            "knn_accuracy_pooled": (train_maps[1], test_maps[1]),
             "knn_accuracy_projection": (self.embed(train.images), self.embed(images)),
             "knn_accuracy_pixels": (train.images.flatten(1), images.flatten(1)),
         }
@@ -353,18 +365,24 @@ class SwAV(nn.Module):
                 "largest_cluster_share": float(counts.max() / counts.sum()),
                 "empty_clusters": int((counts == 0).sum())}
 
-    def choose_readout(self, images: Tensor, labels: Tensor) -> tuple[int, dict[str, float]]:
+    @property
+    def readout_grids(self) -> tuple[int, ...]:
+        return tuple(g for g in READOUT_GRIDS if g <= self.map_size)  # a larger grid only repeats cells
+
+    def choose_readout(self, images: Tensor, labels: Tensor,
+                       maps: dict[int, Tensor] | None = None) -> tuple[int, dict[str, float]]:
         """The pooling grid of the kNN read-out, chosen on the training images alone: the last
         ``VALIDATION_SHARE`` of them query the rest. Returns the grid with the best validation
         accuracy and every candidate's accuracy; the test images play no part. (Probing conv
         features pooled to a small grid, not only globally, is the protocol of Zhang et al. 2016
-        and Noroozi & Favaro 2016 for self-supervised conv layers.)"""
+        and Noroozi & Favaro 2016 for self-supervised conv layers.) ``maps``: the images'
+        ``feature_maps`` at these grids, where the caller has them already."""
         n_val = max(1, int(len(images) * VALIDATION_SHARE))
         base, query = slice(0, len(images) - n_val), slice(len(images) - n_val, len(images))
         validation = {}
-        grids = [g for g in READOUT_GRIDS if g <= self.map_size]  # a larger grid only repeats cells
+        grids = self.readout_grids
         for grid in grids:
-            z = self.feature_map(images, grid)
+            z = maps[grid] if maps is not None else self.feature_map(images, grid)
             validation[str(grid)] = cosine_knn_accuracy(z[base], labels[base], z[query], labels[query])
         best = max(grids, key=lambda g: validation[str(g)])  # ties go to the smaller grid
         return best, validation
