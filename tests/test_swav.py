@@ -323,10 +323,12 @@ def test_the_shipped_swav_evaluates_from_the_command_line(dataset):
     if not any(e["kind"] == "checkpoint" and e["model"] == "swav" and e["dataset"] == dataset
                for e in pretrained.read_manifest()):
         pytest.skip(f"no swav shipped for {dataset}")
-    result = run_cli("evaluate", "swav", "--dataset", dataset, "--limit", "500", "--json", "--quiet")
+    # 2,000 test images (all 1,000 of mnist's): the largest cluster's share on 500 is too noisy
+    # for the bound below, and the time goes to the 60,000 training images either way.
+    result = run_cli("evaluate", "swav", "--dataset", dataset, "--limit", "2000", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     m = json.loads(result.stdout)
-    assert m["model"] == "swav" and m["test_images"] == 500
+    assert m["model"] == "swav" and m["test_images"] == {"fashion-mnist": 2000, "mnist": 1000}[dataset]
     # No collapse. Issue 8's bound (3x the uniform share) is met on fashion-mnist; the mnist model
     # (4,000 training images) puts 8-9% of the test digits in its largest cluster, about 4x.
     bound = {"fashion-mnist": 3, "mnist": 5}[dataset]
