@@ -61,7 +61,7 @@ def test_a_checkpoint_without_every_config_field_is_refused(tmp_path):
 
 
 def test_a_field_added_later_is_filled_in_with_the_value_older_networks_had(tmp_path):
-    """SwAV's top_stages and coarse_stages came after its checkpoints shipped: one saved without them
+    """SwAV's top_stages, coarse_stages and optimizer came after its checkpoints shipped: one saved without them
     is the network it was trained as. Any other missing field is still refused."""
     import torch
 
@@ -73,8 +73,9 @@ def test_a_field_added_later_is_filled_in_with_the_value_older_networks_had(tmp_
     payload = checkpoint.read(tmp_path / "s.pt")
     payload["config"].pop("top_stages")
     payload["config"].pop("coarse_stages")
+    payload["config"].pop("optimizer")
     config = checkpoint.build_model(payload).config
-    assert (config.top_stages, config.coarse_stages) == (1, 0)
+    assert (config.top_stages, config.coarse_stages, config.optimizer) == (1, 0, "adamw")
     payload["config"].pop("width")
     with pytest.raises(checkpoint.CheckpointError, match=r"without config field\(s\) \['width'\]"):
         checkpoint.build_model(payload)

@@ -8,8 +8,8 @@ import torch
 from torch.nn import functional as F
 
 from core import checkpoint, data, evaluate, models, pretrained, train
-from core.models.swav import (SwAV, SwAVConfig, cluster_table, confident_members, cosine_knn_accuracy,
-                              random_crops, sinkhorn)
+from core.models.swav import (LARS, LARS_TRUST, SwAV, SwAVConfig, cluster_table, confident_members,
+                              cosine_knn_accuracy, random_crops, sinkhorn)
 
 TINY = {"width": 4, "hidden_dim": 16, "proj_dim": 8, "prototypes": 6, "batch_size": 32}
 
@@ -76,6 +76,8 @@ def test_a_bad_config_is_refused():
         models.build("swav", {"top_stages": 0})
     with pytest.raises(ValueError, match="coarse_stages must be at least 0"):
         models.build("swav", {"coarse_stages": -1})
+    with pytest.raises(ValueError, match="optimizer must be one of adamw, lars, got 'sgd'"):
+        models.build("swav", {"optimizer": "sgd"})
 
 
 def test_top_stages_deepen_the_trunk_and_keep_its_outputs():
@@ -128,6 +130,40 @@ def test_prototypes_learn_after_epoch_0_and_stay_unit_vectors():
     step(model, epoch=1)
     assert not torch.allclose(model.prototypes.weight, before)
     torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(TINY["prototypes"]))
+
+
+def test_lars_moves_each_weight_tensor_by_the_same_share_of_its_norm():
+    """LARC's rule: a tensor's first step is lr · trust · ‖w‖ / (‖g‖ + λ‖w‖) · (g + λw), so
+    without decay every tensor moves by lr · trust of its norm, whatever its gradient's scale."""
+    big, small = torch.nn.Parameter(torch.full((3, 4), 2.0)), torch.nn.Parameter(torch.full((5,), 0.1))
+    big.grad, small.grad = torch.randn(3, 4) * 1000, torch.randn(5) * 1e-3
+    before = big.detach().clone(), small.detach().clone()
+    LARS([big, small], lr=0.6, weight_decay=0.0).step()
+    for p, w in zip((big, small), before):
+        assert ((p - w).norm() / w.norm()).item() == pytest.approx(0.6 * LARS_TRUST, rel=1e-4)
+    w, g = torch.tensor([3.0, 4.0]), torch.tensor([0.0, 1.0])
+    p = torch.nn.Parameter(w.clone())
+    p.grad = g.clone()
+    LARS([p], lr=0.5, weight_decay=0.1).step()
+    scale = LARS_TRUST * 5.0 / (1.0 + 0.1 * 5.0)
+    torch.testing.assert_close(p.detach(), w - 0.5 * scale * (g + 0.1 * w))
+
+
+def test_swav_trains_with_lars_and_resumes_its_momentum(tmp_path):
+    """--set optimizer=lars: the step changes the encoder and keeps the prototypes on the sphere,
+    and the momentum travels with the checkpoint, as AdamW's moments do."""
+    model = tiny(optimizer="lars", lr=0.6)
+    model.train()
+    optimizers = model.configure_optimizers()
+    assert set(optimizers) == {"lars"}
+    before = model.encoder[0].weight.detach().clone()
+    x = torch.rand(TINY["batch_size"], 1, 28, 28)
+    stats = model.train_step(x, None, optimizers, epoch=1)
+    assert np.isfinite(stats["loss"]) and not torch.equal(before, model.encoder[0].weight)
+    torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(TINY["prototypes"]))
+    again = tiny(optimizer="lars", lr=0.6).configure_optimizers()["lars"]
+    again.load_state_dict(optimizers["lars"].state_dict())
+    assert all("momentum_buffer" in state for state in again.state.values())
 
 
 def test_a_small_batch_uses_the_queue_once_full():

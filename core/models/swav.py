@@ -36,6 +36,8 @@ KNN_TEMPERATURE = 0.07  # the weighted vote of Wu et al. 2018, as DINO's and SwA
 READOUT_GRIDS = (1, 2, 4, 7)  # kNN read-outs tried: the last feature map pooled to g×g (7: unpooled)
 VALIDATION_SHARE = 1 / 6  # of the training images, to choose the read-out (10k of fashion-mnist's 60k)
 MAP_GRID = 2  # the read-out of maps and neighbours (see SwAV.encode)
+OPTIMIZERS = ("adamw", "lars")
+LARS_TRUST = 0.001  # the official code's LARC trust coefficient
 
 
 @dataclass
@@ -51,7 +53,7 @@ class SwAVConfig:
     coarse_stages: int = 0
     # Fields added after checkpoints were shipped, with the value those checkpoints were trained
     # with (not a guess at a default): checkpoint.build_model fills in these and nothing else.
-    ADDED_FIELDS: ClassVar[dict[str, object]] = {"top_stages": 1, "coarse_stages": 0}
+    ADDED_FIELDS: ClassVar[dict[str, object]] = {"top_stages": 1, "coarse_stages": 0, "optimizer": "adamw"}
     hidden_dim: int = 256  # projection head's hidden layer
     proj_dim: int = 64  # the space prototypes live in
     prototypes: int = 50  # K: several per class, as the paper uses more prototypes than classes
@@ -69,6 +71,9 @@ class SwAVConfig:
     queue_length: int = 3840  # projections kept per global crop, used only below QUEUE_BELOW
     queue_start_epoch: int = 1
     batch_size: int = 256
+    # "adamw", or "lars": SGD with momentum 0.9 whose step for each weight tensor is scaled to its
+    # norm (LARC), as the official code trains (there at lr 0.6 for a batch of 256: set lr too).
+    optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-6
 
@@ -80,12 +85,38 @@ class SwAVConfig:
             raise ValueError(f"top_stages must be at least 1, got {self.top_stages}")
         if self.coarse_stages < 0:
             raise ValueError(f"coarse_stages must be at least 0, got {self.coarse_stages}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
 
 def conv_stage(c_in: int, c_out: int, pool: bool, stride: int = 1) -> nn.Sequential:
     layers = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
               nn.ReLU()]
     return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+
+class LARS(torch.optim.SGD):
+    """SGD with momentum whose step for each weight tensor is scaled by trust · ‖w‖ / (‖g‖ + λ‖w‖),
+    weight decay λ included in the gradient first: You et al. 2017's layer-wise rate, as apex's
+    LARC without clipping, which the official SwAV wraps around SGD. A tensor moves by about the
+    same fraction of its norm each step, whatever its gradient's scale."""
+
+    def __init__(self, params, lr: float, weight_decay: float, trust: float = LARS_TRUST,
+                 momentum: float = 0.9, eps: float = 1e-8):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0)
+        self.decay, self.trust, self.eps = weight_decay, trust, eps
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                weight_norm, grad_norm = p.norm(), p.grad.norm()
+                if weight_norm > 0 and grad_norm > 0:  # as LARC: a zero tensor or gradient keeps plain SGD
+                    scale = self.trust * weight_norm / (grad_norm + self.decay * weight_norm + self.eps)
+                    p.grad.add_(p, alpha=self.decay).mul_(scale)
+        return super().step(closure)
 
 
 @torch.no_grad()
@@ -236,8 +267,10 @@ class SwAV(nn.Module):
 
     # --- training, through core.train.train_family ---
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"adam": torch.optim.AdamW(self.parameters(), lr=self.config.lr,
-                                          weight_decay=self.config.weight_decay)}
+        c = self.config
+        if c.optimizer == "lars":
+            return {"lars": LARS(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)}
+        return {"adam": torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)}
 
     def on_epoch_start(self, images: Tensor) -> None:
         self.queue_filled = 0  # start each epoch's queue afresh, like the official code
@@ -245,11 +278,11 @@ class SwAV(nn.Module):
     def train_step(self, x, y, optimizers, *, epoch: int) -> dict[str, float]:
         self.normalize_prototypes()
         loss = self.swav_loss(x, epoch=epoch)
-        opt = optimizers["adam"]
+        (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if epoch < self.config.freeze_prototypes_epochs:
-            self.prototypes.weight.grad = None  # AdamW skips a parameter without a gradient
+            self.prototypes.weight.grad = None  # both optimisers skip a parameter without a gradient
         opt.step()
         self.normalize_prototypes()
         return {"loss": loss.item()}
