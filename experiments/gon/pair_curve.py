@@ -30,19 +30,9 @@ sys.path.insert(0, str(ROOT))
 from core import checkpoint, pretrained, train  # noqa: E402
 from core.__main__ import setting  # noqa: E402  (the CLI's own KEY=VALUE reader for --set)
 from core.paths import RUNS_DIR  # noqa: E402
+from experiments.milestones import epoch_list  # noqa: E402
 
 MODELS = ("gon_ae", "gon")  # the autoencoder first: a stop between the two leaves the GON behind, not ahead
-
-
-def epoch_list(text: str) -> list[int]:
-    """'5,10,20' -> [5, 10, 20], sorted and without repeats."""
-    try:
-        epochs = sorted({int(part) for part in text.split(",")})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected epochs separated by commas, like 5,10,20; got {text!r}") from None
-    if epochs[0] < 1:
-        raise argparse.ArgumentTypeError(f"epochs start at 1, got {epochs[0]}")
-    return epochs
 
 
 def train_to(model: str, dataset: str, epoch: int, settings: list[str]) -> str:

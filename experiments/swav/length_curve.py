@@ -29,18 +29,8 @@ sys.path.insert(0, str(ROOT))
 from core import checkpoint, train  # noqa: E402
 from core.__main__ import setting  # noqa: E402  (the CLI's own KEY=VALUE reader for --set)
 from core.paths import RUNS_DIR  # noqa: E402
+from experiments.milestones import epoch_list  # noqa: E402
 from standard_readouts import read_out  # noqa: E402  (the script beside this one)
-
-
-def epoch_list(text: str) -> list[int]:
-    """'9,20,30' -> [9, 20, 30], sorted and without repeats."""
-    try:
-        epochs = sorted({int(part) for part in text.split(",")})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected epochs separated by commas, like 9,20,30; got {text!r}") from None
-    if epochs[0] < 1:
-        raise argparse.ArgumentTypeError(f"epochs start at 1, got {epochs[0]}")
-    return epochs
 
 
 def main() -> None:
