@@ -330,6 +330,36 @@ def test_docs_quote_the_shipped_pairs(family):
         assert f"| {name} |" in doc and row in doc, row
 
 
+def test_docs_quote_the_fashion_mnist_pair_trained_on():
+    """docs/gon-vs-autoencoder.md's table of the Fashion-MNIST pair trained past the shipped 20
+    epochs (experiments/gon/pair-curve-fashion-mnist.jsonl, written by experiments/gon/pair_curve.py):
+    a row per milestone, both runs at the same steps, from one clean commit with the shipped
+    recipe, every figure as recorded; the 20-epoch point is the shipped pair's to within 0.1%."""
+    import json
+
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "gon-vs-autoencoder.md").read_text().replace("−", "-")
+    path = ROOT / "experiments" / "gon" / "pair-curve-fashion-mnist.jsonl"
+    points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    assert [p["epoch"] for p in points] == sorted({p["epoch"] for p in points}) and len(points) >= 2
+    shipped = pretrained.find("gon", "fashion-mnist")
+    for p in points:
+        assert p["steps"] == p["ae_steps"] == p["epoch"] * 60000 // shipped["config"]["batch_size"]
+        assert p["settings"] == {"latent_dim": shipped["config"]["latent_dim"]} and p["test_images"] == 10000
+        assert p["commit"] == p["ae_commit"] == points[0]["commit"] and "+dirty" not in p["commit"]
+        for model in ("gon", "gon_ae"):
+            assert p["commands"][model].startswith(f"python -m core train {model} --dataset fashion-mnist "
+                                                   f"--epochs {p['epoch']} ")
+        change = p["gon_recon_mse"] / p["ae_recon_mse"] - 1
+        row = (f"| {p['epoch']} | {p['steps']:,} | {p['gon_recon_mse']:.2f} | {p['ae_recon_mse']:.2f} | "
+               f"{change:+.1%} | {p['gon_recon_accuracy']:.3f} / {p['ae_recon_accuracy']:.3f} |")
+        assert row in doc, row
+    twenty, m = next(p for p in points if p["epoch"] == 20), shipped["metrics"]
+    assert twenty["gon_recon_mse"] == pytest.approx(m["recon_mse"], rel=1e-3)
+    assert twenty["ae_recon_mse"] == pytest.approx(m["ae_recon_mse"], rel=1e-3)
+
+
 def super_resolution_row(dataset: str, m: dict) -> str:
     """docs/reproductions.md's row for one dataset's implicit GON, from its manifest metrics."""
     return (f"| {dataset} | {m['sr_energy_implicit_224']:.4f} / {m['sr_energy_bicubic_224']:.4f} "
