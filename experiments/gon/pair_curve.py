@@ -6,11 +6,12 @@ accuracy on each model's reconstructions. One JSON line per milestone goes to ``
 milestones already there are skipped, so a stopped curve goes on where it stopped (each run from
 its last whole epoch).
 
-    LATENT_LAB_RUNS=/tmp/gon-pair python experiments/gon/pair_curve.py --dataset fashion-mnist \\
+    LATENT_LAB_RUNS=runs/gon-pair python experiments/gon/pair_curve.py --dataset fashion-mnist \\
         --milestones 5,10,15,20,25,30,40,50,60 --set latent_dim=256 --out experiments/gon/pair-curve-fashion-mnist.jsonl
 
 Each piece is ``python -m core train MODEL ...`` exactly as a person would run it (``--resume``
-from the second on), so a run in pieces is the same run as one in one go.
+from the second on), so a run in pieces is the same run as one in one go. The Fashion-MNIST
+pair's checkpoints are committed in runs/gon-pair/, so the command above goes on from them.
 """
 
 from __future__ import annotations
